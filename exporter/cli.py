@@ -1,0 +1,70 @@
+"""`mlmon-exporter`: run the sidecar in front of a model server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from exporter.errors import SettingsError
+
+_FLAGS = ("upstream", "host", "port", "workers", "protocol", "model")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mlmon-exporter",
+        description="Sidecar proxy: forwards traffic to a model server and exports metrics.")
+    parser.add_argument("--upstream", help="model server URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    parser.add_argument("--config", help="YAML settings file (MLMON_* variables override it)")
+    parser.add_argument("--workers", type=int, help="server processes (default 1)")
+    parser.add_argument("--protocol", help="auto (default), v2, v1, mlflow, seldon or generic")
+    parser.add_argument("--model", help="model name for protocols whose path carries none")
+    args = parser.parse_args(argv)
+    overrides = {name: getattr(args, name) for name in _FLAGS}
+
+    from exporter import settings as settings_module
+
+    try:
+        settings = settings_module.load(args.config, overrides=overrides)
+    except SettingsError as exc:
+        print(f"mlmon-exporter: error: {exc}", file=sys.stderr)
+        return 2
+    serve(settings, args.config, overrides)
+    return 0
+
+
+def serve(settings: Any, config_file: str | None, overrides: dict[str, Any]) -> None:
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": settings.host, "port": settings.port, "loop": "uvloop", "http": "httptools",
+        "lifespan": "on", "access_log": False, "server_header": False, "date_header": False,
+        "log_level": "warning", "proxy_headers": False, "timeout_graceful_shutdown": settings.shutdown_timeout_s,
+    }
+    print(f"mlmon-exporter: proxying http://{settings.host}:{settings.port} -> "
+          f"{settings.upstream} ({settings.workers} worker(s))", file=sys.stderr, flush=True)
+    if settings.workers == 1:
+        from exporter.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Several processes: each rebuilds the same settings from the environment, and
+    # metrics are aggregated across them through prometheus_client's multiprocess mode.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="mlmon-prom-"))
+    if config_file:
+        os.environ["MLMON_CONFIG_FILE"] = os.path.abspath(config_file)
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"MLMON_{name.upper()}"] = str(value)
+    uvicorn.run("exporter.app:app_from_environment", factory=True, workers=settings.workers,
+                **options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

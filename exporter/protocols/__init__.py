@@ -1,0 +1,183 @@
+"""Protocol detection (`route`, on the request path) and parsing (`parse`, in the worker).
+
+`route` runs for every proxied request, so its answers are cached per path in
+a bounded dict. `parse` runs after the client has its response; it only ever
+raises `PayloadError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import unquote
+
+from exporter.protocols import generic, mlflow, oip, seldon, tfserving
+from exporter.protocols.base import (
+    AdapterConfig,
+    Exchange,
+    ParsedExchange,
+    Part,
+    PayloadError,
+    RequestPart,
+    ResponsePart,
+)
+
+PROTOCOLS = ("v2", "v1", "mlflow", "seldon", "generic")
+
+_SEGMENT = r"[^/]+"
+_V1_SEGMENT = r"[^/:]+"
+# Inference calls, checked in order; `model` and `version` groups are optional.
+_INFERENCE = (
+    (
+        "v2",
+        re.compile(
+            rf"/v2/models/(?P<model>{_SEGMENT})(?:/versions/(?P<version>{_SEGMENT}))?/infer"
+        ),
+    ),
+    (
+        "v1",
+        re.compile(
+            rf"/v1/models/(?P<model>{_V1_SEGMENT})"
+            rf"(?:/(?:versions|labels)/(?P<version>{_V1_SEGMENT}))?:(?:predict|classify|regress)"
+        ),
+    ),
+    ("mlflow", re.compile(r"/invocations")),
+    ("seldon", re.compile(r"(?:/seldon/[^/]+/[^/]+)?/(?:api/v[01]\.[01]/predictions|predict)")),
+)
+# Health, metadata, management and explain endpoints of the servers above: never
+# parsed, even when the settings force a protocol.
+_CONTROL = re.compile(
+    r"""/
+    | /v2(?:/health/(?:live|ready))?
+    | /v2/models/[^/]+(?:/versions/[^/]+)?(?:/ready|/config|/stats|/explain)?
+    | /v2/(?:repository|logging|trace|systemsharedmemory|cudasharedmemory)(?:/.*)?
+    | /v1/models(?:/[^/:]+(?:/(?:versions|labels)/[^/:]+)?(?:/metadata|:explain)?)?
+    | /(?:ping|health|healthz|livez|readyz|live|ready|version|metrics|metadata|favicon\.ico)
+    | /health/(?:ping|status)
+    | (?:/seldon/[^/]+/[^/]+)?/api/v[01]\.[01]/(?:feedback|metadata(?:/.*)?)
+    """,
+    re.VERBOSE,
+)
+_CACHE_LIMIT = 4096
+_Part = TypeVar("_Part", RequestPart, ResponsePart)
+
+
+@dataclass(frozen=True)
+class Route:
+    """What the request path says: protocol None means "not an inference call"."""
+
+    protocol: str | None
+    model: str | None = None
+    model_version: str | None = None
+
+
+_NOT_INFERENCE = Route(None)
+_routes: dict[tuple[str, str], Route] = {}
+
+
+def route(path: str, override: str = "auto") -> Route:
+    """Detect the protocol, model and version from a URL path.
+
+    `override` ("auto" or one of PROTOCOLS) forces the protocol for every path
+    that is not a known control or metadata path; model and version are still
+    read from the path when it has them.
+    """
+    key = (path, override)
+    cached = _routes.get(key)
+    if cached is not None:
+        return cached
+    if override != "auto" and override not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {override!r}; expected auto or one of {PROTOCOLS}")
+    result = _detect(path.partition("?")[0], override)
+    # Paths come from clients: clearing when full bounds memory at a few hundred KB.
+    if len(_routes) >= _CACHE_LIMIT:
+        _routes.clear()
+    _routes[key] = result
+    return result
+
+
+def _detect(path: str, override: str) -> Route:
+    for protocol, pattern in _INFERENCE:
+        match = pattern.fullmatch(path)
+        if match is not None:
+            groups = match.groupdict()
+            return Route(
+                protocol if override == "auto" else override,
+                _decoded(groups.get("model")),
+                _decoded(groups.get("version")),
+            )
+    if override == "auto" or _CONTROL.fullmatch(path):
+        return _NOT_INFERENCE
+    return Route(override)
+
+
+def _decoded(segment: str | None) -> str | None:
+    return None if segment is None else unquote(segment)
+
+
+_Adapter = tuple[
+    Callable[[Exchange, AdapterConfig], RequestPart],
+    Callable[[Exchange, AdapterConfig], ResponsePart],
+]
+_ADAPTERS: dict[str, _Adapter] = {
+    "v2": (oip.parse_request, oip.parse_response),
+    "v1": (tfserving.parse_request, tfserving.parse_response),
+    "mlflow": (mlflow.parse_request, mlflow.parse_response),
+    "seldon": (seldon.parse_request, seldon.parse_response),
+    "generic": (generic.parse_request, generic.parse_response),
+}
+
+
+def parse(protocol: str, exchange: Exchange, config: AdapterConfig) -> ParsedExchange:
+    """Rows from the request and, for a 2xx response, predictions from the response.
+
+    Raises only `PayloadError`; ValueError for a protocol not in PROTOCOLS is a
+    programming error, not a payload one.
+    """
+    adapter = _ADAPTERS.get(protocol)
+    if adapter is None:
+        raise ValueError(f"unknown protocol {protocol!r}")
+    parse_request, parse_response = adapter
+    request = _guarded("request", parse_request, exchange, config)
+    if 200 <= exchange.status < 300:
+        response = _guarded("response", parse_response, exchange, config)
+    else:
+        response = ResponsePart()
+    return ParsedExchange(
+        protocol=protocol,
+        model=response.model or request.model,
+        model_version=response.model_version or request.model_version,
+        rows=request.rows,
+        predictions=response.predictions,
+        tensors=request.tensors + response.tensors,
+    )
+
+
+def _guarded(
+    part: Part,
+    function: Callable[[Exchange, AdapterConfig], _Part],
+    exchange: Exchange,
+    config: AdapterConfig,
+) -> _Part:
+    try:
+        return function(exchange, config)
+    except PayloadError:
+        raise
+    except Exception as exc:
+        # A payload the adapter did not foresee (a RecursionError on a deep but
+        # valid document, say) must be counted, not crash the worker.
+        raise PayloadError(part, "invalid_shape", f"{type(exc).__name__}: {exc}"[:200]) from exc
+
+
+__all__ = [
+    "PROTOCOLS",
+    "AdapterConfig",
+    "Exchange",
+    "ParsedExchange",
+    "PayloadError",
+    "Route",
+    "parse",
+    "route",
+]

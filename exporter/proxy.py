@@ -1,0 +1,286 @@
+"""The proxied path: read the body, forward, time, hand a copy to the worker, return.
+
+Nothing else happens here: no JSON parsing, no store I/O, no logging calls. The
+few label and header decisions made per request are dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from exporter import protocols
+from exporter.errors import UpstreamError
+from exporter.metrics import LabelCap, Metrics
+from exporter.settings import Settings
+from exporter.upstream import Headers, UpstreamPool, UpstreamResponse
+from exporter.worker import CapturedExchange, CaptureQueue
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# RFC 9110 7.6.1 connection-specific fields, plus what this proxy sets itself:
+# it buffers the request (so Expect and framing are its own) and names the upstream host.
+_REQUEST_DROP = frozenset({
+    b"connection", b"proxy-connection", b"keep-alive", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"expect", b"content-length", b"host",
+})
+_RESPONSE_DROP = frozenset({
+    b"connection", b"proxy-connection", b"keep-alive", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade",
+})
+_BODY_ID = re.compile(rb'[{,]\s*"id"\s*:\s*"((?:[^"\\]){1,256})"')
+_ID_SCAN_BYTES = 64 * 1024
+_NO_PROTOCOL = "none"
+
+
+def new_request_id() -> str:
+    return str(uuid.UUID(bytes=os.urandom(16), version=4))
+
+
+class Proxy:
+    def __init__(self, settings: Settings, metrics: Metrics, queue: CaptureQueue,
+                 version_cache: dict[str, str]) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._queue = queue
+        self._versions = version_cache
+        self._model_label = LabelCap(settings.max_label_values, settings.models)
+        self._version_label = LabelCap(settings.max_label_values)
+        self._prefix = settings.upstream_prefix
+        self._host_header = _authority(settings).encode("latin-1")
+        self._children: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
+        self.pool: UpstreamPool | None = None
+
+    def start(self) -> None:
+        """Open the pool; must run on the serving event loop."""
+        s = self._settings
+        self.pool = UpstreamPool(s.upstream_host, s.upstream_port,
+                                 connect_timeout=s.connect_timeout_s,
+                                 read_timeout=s.read_timeout_s, max_idle=s.pool_max_idle)
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        body = await self._read_body(receive)
+        if body is None:
+            await _send_json(send, 413, {"error": "request body larger than max_request_bytes"},
+                             [])
+            return
+        path: str = scope["path"]
+        route = protocols.route(path, self._settings.protocol)
+        forward, client_id, content_type = self._upstream_headers(scope)
+        request_id = client_id or _body_id(body, route.protocol) or new_request_id()
+        forward.append((b"x-request-id", request_id.encode("latin-1")))
+
+        query: bytes = scope["query_string"]
+        target = self._prefix + scope["raw_path"].decode("latin-1")
+        if query:
+            target += "?" + query.decode("latin-1")
+        method: str = scope["method"]
+        in_flight = self._metrics.in_flight
+        in_flight.inc()
+        upstream_started = time.perf_counter()
+        response_headers: Headers = []
+        try:
+            assert self.pool is not None
+            response = await self.pool.request(method, target, forward, body)
+            response_headers = response.headers
+            status, response_body = await self._relay(response, request_id, send)
+            upstream_done = time.perf_counter()
+        except UpstreamError as error:
+            upstream_done = time.perf_counter()
+            self._metrics.upstream_errors.labels(error.reason).inc()
+            status, response_body = error.status, b""
+            await _send_json(send, error.status, {
+                "error": f"upstream {error.reason.replace('_', ' ')}: {error.detail}",
+                "reason": error.reason, "request_id": request_id,
+            }, [(b"x-request-id", request_id.encode("latin-1"))])
+        finally:
+            in_flight.dec()
+        finished = time.perf_counter()
+        self._observe(route, status, len(body), len(response_body),
+                      finished - started, upstream_done - upstream_started)
+        if route.protocol is not None:
+            self._capture(scope, route, request_id, content_type, body, status,
+                          response_headers, response_body, finished - started)
+
+    def _capture(self, scope: Scope, route: protocols.Route, request_id: str,
+                 content_type: bytes, body: bytes, status: int, response_headers: Headers,
+                 response_body: bytes, latency: float) -> None:
+        # Bodies too large to analyse are not queued: they would only hold memory.
+        limit = self._settings.capture_max_bytes
+        oversize = ""
+        if len(body) > limit:
+            oversize, body, response_body = "request", b"", b""
+        elif len(response_body) > limit:
+            oversize, response_body = "response", b""
+        self._queue.offer(CapturedExchange(
+            received_at=time.time(), request_id=request_id, method=scope["method"],
+            path=scope["path"], query=scope["query_string"], protocol=route.protocol or "",
+            path_model=route.model, path_version=route.model_version,
+            request_content_type=content_type, request_headers=scope["headers"],
+            request_body=body, status=status, response_headers=response_headers,
+            response_body=response_body, latency_s=latency, oversize=oversize))
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        limit = self._settings.max_request_bytes
+        if not message.get("more_body"):
+            return body if len(body) <= limit else None
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body"):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _upstream_headers(self, scope: Scope) -> tuple[Headers, str, bytes]:
+        forward: Headers = [(b"host", scope_host(scope, self._settings, self._host_header))]
+        client_id = ""
+        content_type = b""
+        connection_tokens: list[bytes] = []
+        for name, value in scope["headers"]:
+            if name in _REQUEST_DROP:
+                if name == b"connection":
+                    connection_tokens.extend(t.strip().lower() for t in value.split(b","))
+                continue
+            if name == b"x-request-id":
+                client_id = value.decode("latin-1")
+                continue
+            if name == b"ce-id" and not client_id:
+                client_id = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value
+            forward.append((name, value))
+        if connection_tokens:
+            named = set(connection_tokens)
+            forward = [(n, v) for n, v in forward if n not in named]
+        client = scope.get("client")
+        if client:
+            forward.append((b"x-forwarded-for", client[0].encode("latin-1")))
+        return forward, client_id, content_type
+
+    async def _relay(self, response: UpstreamResponse, request_id: str, send: Send
+                     ) -> tuple[int, bytes]:
+        """Send the upstream response to the client; return its status and body."""
+        headers, has_length, has_id = _response_headers(response.headers)
+        if not has_id:
+            headers.append((b"x-request-id", request_id.encode("latin-1")))
+        try:
+            if response.complete:
+                body = b"".join(response.chunks)
+                if not has_length:
+                    headers.append((b"content-length", str(len(body)).encode()))
+                await send({"type": "http.response.start", "status": response.status,
+                            "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return response.status, body
+            await send({"type": "http.response.start", "status": response.status,
+                        "headers": headers})
+            received: list[bytes] = []
+            while chunks := await response.next_chunks():
+                received.extend(chunks)
+                await send({"type": "http.response.body", "body": b"".join(chunks),
+                            "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return response.status, b"".join(received)
+        finally:
+            response.release()
+
+    def _observe(self, route: protocols.Route, status: int, request_size: int,
+                 response_size: int, total: float, upstream: float) -> None:
+        key = (route.model or "", route.model_version or "", route.protocol or "", status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._make_children(route, status)
+            if len(self._children) < 10_000:
+                self._children[key] = children
+        requests, duration, upstream_hist, overhead, req_size, resp_size = children
+        requests.inc()
+        duration.observe(total)
+        upstream_hist.observe(upstream)
+        overhead.observe(max(total - upstream, 0.0))
+        req_size.observe(request_size)
+        resp_size.observe(response_size)
+
+    def _make_children(self, route: protocols.Route, status: int) -> tuple[Any, ...]:
+        m = self._metrics
+        protocol = route.protocol or _NO_PROTOCOL
+        model = self.model_label(route.model)
+        version = route.model_version or self._versions.get(model, self._settings.model_version)
+        version = self._version_label(version)
+        return (
+            m.requests.labels(model, version, protocol, str(status)),
+            m.request_duration.labels(model, protocol),
+            m.upstream_duration.labels(model, protocol),
+            m.proxy_overhead.labels(model, protocol),
+            m.request_size.labels(model, protocol),
+            m.response_size.labels(model, protocol),
+        )
+
+    def model_label(self, path_model: str | None) -> str:
+        return self._model_label(path_model or self._settings.model or "unknown")
+
+
+def scope_host(scope: Scope, settings: Settings, upstream_host: bytes) -> bytes:
+    if settings.preserve_host:
+        for name, value in scope["headers"]:
+            if name == b"host":
+                return bytes(value)
+    return upstream_host
+
+
+def _authority(settings: Settings) -> str:
+    port = settings.upstream_port
+    return settings.upstream_host if port == 80 else f"{settings.upstream_host}:{port}"
+
+
+def _body_id(body: bytes, protocol: str | None) -> str:
+    # The OIP v2 body id, found without parsing the body: the hot path does no JSON.
+    if protocol != "v2" or not body:
+        return ""
+    match = _BODY_ID.search(body, 0, _ID_SCAN_BYTES)
+    return match.group(1).decode("utf-8", "replace") if match else ""
+
+
+def _response_headers(raw: Headers) -> tuple[Headers, bool, bool]:
+    connection_named: set[bytes] = set()
+    for name, value in raw:
+        if name.lower() == b"connection":
+            connection_named.update(t.strip().lower() for t in value.split(b","))
+    headers: Headers = []
+    has_length = has_id = False
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered in _RESPONSE_DROP or lowered in connection_named:
+            continue
+        if lowered == b"content-length":
+            has_length = True
+        elif lowered == b"x-request-id":
+            has_id = True
+        headers.append((name, value))
+    return headers, has_length, has_id
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any], headers: Headers) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        *headers]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,98 @@
+"""The sidecar's settings: one frozen object, validated at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from exporter.config import REQUIRED, load_settings, non_negative, port_number, positive, setting
+from exporter.errors import SettingsError
+
+
+def _upstream_url(value: Any) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme != "http" or not parts.hostname:
+        return "an http:// URL such as http://127.0.0.1:8080 (TLS to the upstream: not supported)"
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "an http:// URL with a valid port"
+    return None
+
+
+def _at_least_one(value: Any) -> str | None:
+    return None if value >= 1 else "an integer >= 1"
+
+
+@dataclass(frozen=True)
+class PredictionSettings:
+    task: Literal["auto", "regression", "binary", "multiclass"] = setting("auto")
+    classes: tuple[str, ...] = setting(())
+    threshold: float = setting(0.5)
+
+
+@dataclass(frozen=True)
+class GenericSettings:
+    """Selectors for the generic JSON adapter, e.g. rows: "$.data[*]"."""
+
+    rows: str = setting("")
+    predictions: str = setting("")
+    model: str = setting("")
+    version: str = setting("")
+
+
+@dataclass(frozen=True)
+class Settings:
+    upstream: str = setting(REQUIRED, check=_upstream_url, help="URL of the model server")
+    host: str = setting("127.0.0.1")
+    port: int = setting(8000, check=port_number)
+    workers: int = setting(1, check=_at_least_one, help="server processes (multiprocess metrics)")
+    protocol: Literal["auto", "v2", "v1", "mlflow", "seldon", "generic"] = setting("auto")
+    model: str = setting("", help="model name when neither path nor body names one")
+    model_version: str = setting("")
+    connect_timeout_s: float = setting(1.0, check=positive)
+    read_timeout_s: float = setting(30.0, check=positive)
+    pool_max_idle: int = setting(64, check=_at_least_one, help="idle upstream connections kept")
+    preserve_host: bool = setting(False, help="forward the client's Host header unchanged")
+    queue_max_items: int = setting(10_000, check=_at_least_one)
+    queue_max_bytes: int = setting(64 * 1024 * 1024, check=_at_least_one)
+    capture_max_bytes: int = setting(
+        8 * 1024 * 1024, check=non_negative,
+        help="bodies larger than this are forwarded but not parsed (counted as too_large)")
+    max_request_bytes: int = setting(
+        256 * 1024 * 1024, check=_at_least_one, help="larger request bodies get 413")
+    models: tuple[str, ...] = setting((), help="allow-list of model label values")
+    max_label_values: int = setting(
+        50, check=_at_least_one, help="distinct model/version/class labels before __other__")
+    shutdown_timeout_s: float = setting(30.0, check=non_negative)
+    prediction: PredictionSettings = PredictionSettings()
+    generic: GenericSettings = GenericSettings()
+
+    def __post_init__(self) -> None:
+        if self.protocol == "generic" and not (self.generic.rows or self.generic.predictions):
+            raise SettingsError(
+                "settings: key 'generic.rows' or 'generic.predictions': expected at least one "
+                "selector when protocol is 'generic'")
+
+    @property
+    def upstream_host(self) -> str:
+        return urlsplit(self.upstream).hostname or ""
+
+    @property
+    def upstream_port(self) -> int:
+        return urlsplit(self.upstream).port or 80
+
+    @property
+    def upstream_prefix(self) -> str:
+        return urlsplit(self.upstream).path.rstrip("/")
+
+
+def load(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    return load_settings(Settings, config_file=config_file, environ=environ, overrides=overrides)

@@ -1,0 +1,37 @@
+"""Read a live /metrics endpoint the way Prometheus would."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Callable
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str) -> Samples:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of the samples named `name` whose labels include `labels` (0 if none)."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+def wait_for(url: str, check: Callable[[Samples], bool], timeout: float = 10) -> Samples:
+    """Scrape until `check` holds: the worker updates metrics after the response."""
+    deadline = time.monotonic() + timeout
+    samples = scrape(url)
+    while not check(samples) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        samples = scrape(url)
+    return samples

@@ -1,0 +1,34 @@
+"""Builds `Exchange` objects for the adapter tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from exporter.protocols.base import Exchange
+
+
+def body(value: Any) -> bytes:
+    """Bytes as given; anything else as JSON (NaN/Infinity tokens allowed)."""
+    return value if isinstance(value, bytes) else json.dumps(value).encode()
+
+
+def exchange(
+    request: Any,
+    response: Any = b"",
+    *,
+    path: str = "/",
+    status: int = 200,
+    request_headers: dict[str, str] | None = None,
+    response_headers: dict[str, str] | None = None,
+) -> Exchange:
+    return Exchange(
+        method="POST",
+        path=path,
+        query="",
+        request_headers=request_headers or {"content-type": "application/json"},
+        request_body=body(request),
+        status=status,
+        response_headers=response_headers or {"content-type": "application/json"},
+        response_body=body(response),
+    )
