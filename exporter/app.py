@@ -6,6 +6,7 @@ through a2wsgi on the same server; every other path is proxied by `Proxy`.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -16,10 +17,10 @@ from a2wsgi import WSGIMiddleware
 from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry, exposition, multiprocess
 
+from exporter.capture import CaptureChannel
 from exporter.metrics import Metrics, make_metrics
 from exporter.proxy import Proxy, Receive, Scope, Send
 from exporter.settings import Settings
-from exporter.worker import CaptureQueue, Worker
 
 CONTROL_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 
@@ -31,8 +32,7 @@ class Sidecar:
     settings: Settings
     registry: CollectorRegistry
     metrics: Metrics
-    queue: CaptureQueue
-    worker: Worker
+    channel: CaptureChannel
     proxy: Proxy
     control: Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -51,25 +51,39 @@ class Sidecar:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.proxy.start()
-                self.worker.start()
+                await self.channel.start()
+                # Start-up objects (modules, app) live as long as the process: keep
+                # them out of the collector's full passes, which otherwise pause
+                # requests for milliseconds.
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.proxy.stop()
-                self.worker.stop(self.settings.shutdown_timeout_s)
+                await self.channel.stop(self.settings.shutdown_timeout_s)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Sidecar:
-    registry = registry if registry is not None else CollectorRegistry()
+def create_app(settings: Settings) -> Sidecar:
+    """The sidecar. Its metrics are shared with the analysis process through
+    prometheus_client's multiprocess mode, so PROMETHEUS_MULTIPROC_DIR must be set
+    before prometheus_client is first imported (the CLI does it)."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        raise RuntimeError(
+            "set PROMETHEUS_MULTIPROC_DIR before importing exporter.app "
+            "(use the mlmon-exporter command)"
+        )
+    registry = CollectorRegistry()
     metrics = make_metrics(registry)
     versions: dict[str, str] = {}
-    queue = CaptureQueue(settings.queue_max_items, settings.queue_max_bytes, metrics)
+    channel = CaptureChannel(settings, metrics, versions)
     return Sidecar(
-        settings=settings, registry=registry, metrics=metrics, queue=queue,
-        worker=Worker(settings, metrics, queue, versions),
-        proxy=Proxy(settings, metrics, queue, versions),
-        control=WSGIMiddleware(_control_app(settings, registry), workers=4),  # type: ignore[arg-type]
+        settings=settings,
+        registry=registry,
+        metrics=metrics,
+        channel=channel,
+        proxy=Proxy(settings, metrics, channel, versions),
+        control=WSGIMiddleware(_control_app(settings, channel), workers=4),  # type: ignore[arg-type]
     )
 
 
@@ -80,15 +94,14 @@ def app_from_environment() -> Sidecar:
     return create_app(settings_module.load(os.environ.get("MLMON_CONFIG_FILE")))
 
 
-def _control_app(settings: Settings, registry: CollectorRegistry) -> Flask:
+def _control_app(settings: Settings, channel: CaptureChannel) -> Flask:
     app = Flask("mlmon-exporter")
 
     @app.get("/metrics")
     def metrics() -> Response:
-        source = registry
-        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-            source = CollectorRegistry()
-            multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
+        channel.refresh_gauges()
+        source = CollectorRegistry()
+        multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
         encoder, content_type = exposition.choose_encoder(request.headers.get("Accept", ""))
         return Response(encoder(source), content_type=content_type)
 
@@ -100,12 +113,14 @@ def _control_app(settings: Settings, registry: CollectorRegistry) -> Flask:
     def readyz() -> Response:
         try:
             socket.create_connection(
-                (settings.upstream_host, settings.upstream_port),
-                timeout=settings.connect_timeout_s).close()
+                (settings.upstream_host, settings.upstream_port), timeout=settings.connect_timeout_s
+            ).close()
         except OSError as exc:
             return _json_response(
                 f'{{"status":"upstream unreachable","upstream":"{settings.upstream}",'
-                f'"error":{json.dumps(str(exc))}}}', 503)
+                f'"error":{json.dumps(str(exc))}}}',
+                503,
+            )
         return _json_response(f'{{"status":"ready","upstream":"{settings.upstream}"}}', 200)
 
     return app

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from exporter.errors import SettingsError
@@ -17,7 +20,8 @@ _FLAGS = ("upstream", "host", "port", "workers", "protocol", "model")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mlmon-exporter",
-        description="Sidecar proxy: forwards traffic to a model server and exports metrics.")
+        description="Sidecar proxy: forwards traffic to a model server and exports metrics.",
+    )
     parser.add_argument("--upstream", help="model server URL, e.g. http://127.0.0.1:8080")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
@@ -42,28 +46,55 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(settings: Any, config_file: str | None, overrides: dict[str, Any]) -> None:
     import uvicorn
 
+    _prepare_multiprocess_dir()
+
     options: dict[str, Any] = {
-        "host": settings.host, "port": settings.port, "loop": "uvloop", "http": "httptools",
-        "lifespan": "on", "access_log": False, "server_header": False, "date_header": False,
-        "log_level": "warning", "proxy_headers": False, "timeout_graceful_shutdown": settings.shutdown_timeout_s,
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "server_header": False,
+        "date_header": False,
+        "log_level": "warning",
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": settings.shutdown_timeout_s,
     }
-    print(f"mlmon-exporter: proxying http://{settings.host}:{settings.port} -> "
-          f"{settings.upstream} ({settings.workers} worker(s))", file=sys.stderr, flush=True)
+    print(
+        f"mlmon-exporter: proxying http://{settings.host}:{settings.port} -> "
+        f"{settings.upstream} ({settings.workers} worker(s))",
+        file=sys.stderr,
+        flush=True,
+    )
     if settings.workers == 1:
         from exporter.app import create_app
 
         uvicorn.run(create_app(settings), **options)
         return
-    # Several processes: each rebuilds the same settings from the environment, and
-    # metrics are aggregated across them through prometheus_client's multiprocess mode.
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="mlmon-prom-"))
+    # Several processes: each rebuilds the same settings from the environment.
     if config_file:
         os.environ["MLMON_CONFIG_FILE"] = os.path.abspath(config_file)
     for name, value in overrides.items():
         if value is not None:
             os.environ[f"MLMON_{name.upper()}"] = str(value)
-    uvicorn.run("exporter.app:app_from_environment", factory=True, workers=settings.workers,
-                **options)
+    uvicorn.run(
+        "exporter.app:app_from_environment", factory=True, workers=settings.workers, **options
+    )
+
+
+def _prepare_multiprocess_dir() -> None:
+    """Metrics are written by the server process(es) and their analysis processes,
+    and aggregated at scrape time (prometheus_client multiprocess mode)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        # Files left by an earlier run would be summed into this one's counters.
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+        return
+    directory = tempfile.mkdtemp(prefix="mlmon-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -90,8 +90,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _merge(raw: dict[str, Any], origins: dict[str, str], new: Mapping[str, Any], origin: str,
-           prefix: str = "") -> None:
+def _merge(
+    raw: dict[str, Any],
+    origins: dict[str, str],
+    new: Mapping[str, Any],
+    origin: str,
+    prefix: str = "",
+) -> None:
     for key, value in new.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and isinstance(raw.get(key), dict):
@@ -121,8 +126,11 @@ def _from_environ(cls: type[Any], env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _from_environ_section(cls: type[Any], env: Mapping[str, str], prefix: str) -> dict[str, Any]:
-    return {f.name: env[f"{prefix}{f.name.upper()}"]
-            for f, _ in _fields(cls) if f"{prefix}{f.name.upper()}" in env}
+    return {
+        f.name: env[f"{prefix}{f.name.upper()}"]
+        for f, _ in _fields(cls)
+        if f"{prefix}{f.name.upper()}" in env
+    }
 
 
 def _fields(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any]]:
@@ -144,14 +152,16 @@ def _build(cls: type[T], raw: Mapping[str, Any], prefix: str, origins: Mapping[s
         if dataclasses.is_dataclass(kind):
             section = raw.get(f.name, {})
             if not isinstance(section, Mapping):
-                raise SettingsError(f"{origins.get(dotted, 'settings')}: key '{dotted}': "
-                                    "expected a mapping")
+                raise SettingsError(
+                    f"{origins.get(dotted, 'settings')}: key '{dotted}': expected a mapping"
+                )
             values[f.name] = _build(typing.cast(type, kind), section, f"{dotted}.", origins)
             continue
         if f.name not in raw:
             if f.default is dataclasses.MISSING:
-                raise SettingsError(f"settings: key '{dotted}' is required "
-                                    f"(config file, or {_env_name(dotted)})")
+                raise SettingsError(
+                    f"settings: key '{dotted}' is required (config file, or {_env_name(dotted)})"
+                )
             continue
         where = origins.get(dotted, "settings")
         value = _convert(raw[f.name], kind, dotted, where)
@@ -192,8 +202,16 @@ def _convert(value: Any, kind: Any, key: str, where: str) -> Any:
     if kind is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false",
-                                                        "no", "off"):
+        if isinstance(value, str) and value.lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
             return value.lower() in ("1", "true", "yes", "on")
         raise fail("true or false")
     if kind is int:

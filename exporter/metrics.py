@@ -16,20 +16,66 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 OTHER = "__other__"
 
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
-    0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    30.0,
+    60.0,
 )
 # Fine enough to tell a 100 µs proxy from a 300 µs one.
 OVERHEAD_BUCKETS = (
-    0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.002, 0.005,
-    0.01, 0.025, 0.1,
+    0.00005,
+    0.0001,
+    0.00015,
+    0.0002,
+    0.0003,
+    0.0005,
+    0.00075,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.1,
 )
 SIZE_BUCKETS = tuple(float(4**k) for k in range(3, 14))  # 64 B .. 64 MiB
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 VALUE_BUCKETS = (
-    -100.0, -10.0, -1.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
-    2.0, 5.0, 10.0, 100.0, 1000.0,
+    -100.0,
+    -10.0,
+    -1.0,
+    0.0,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    100.0,
+    1000.0,
 )
 
 
@@ -82,62 +128,98 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
     def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
         return Counter(name, doc, labels, registry=registry)
 
-    def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
-                  ) -> Histogram:
+    def histogram(
+        name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+    ) -> Histogram:
         return Histogram(name, doc, labels, registry=registry, buckets=buckets)
 
     model_protocol = ("model", "protocol")
     return Metrics(
-        requests=counter("mlmon_requests", "Requests proxied, by response status code.",
-                         ("model", "model_version", "protocol", "code")),
+        requests=counter(
+            "mlmon_requests",
+            "Requests proxied, by response status code.",
+            ("model", "model_version", "protocol", "code"),
+        ),
         request_duration=histogram(
             "mlmon_request_duration_seconds",
             "End-to-end time in the sidecar, from request read to response sent.",
-            model_protocol, LATENCY_BUCKETS),
+            model_protocol,
+            LATENCY_BUCKETS,
+        ),
         upstream_duration=histogram(
             "mlmon_upstream_duration_seconds",
             "Time from forwarding the request to the last byte of the model server's response.",
-            model_protocol, LATENCY_BUCKETS),
+            model_protocol,
+            LATENCY_BUCKETS,
+        ),
         proxy_overhead=histogram(
             "mlmon_proxy_overhead_seconds",
-            "Time the sidecar adds: end-to-end minus upstream.", model_protocol,
-            OVERHEAD_BUCKETS),
-        request_size=histogram("mlmon_request_size_bytes", "Request body size.",
-                               model_protocol, SIZE_BUCKETS),
-        response_size=histogram("mlmon_response_size_bytes", "Response body size.",
-                                model_protocol, SIZE_BUCKETS),
-        in_flight=Gauge("mlmon_in_flight_requests", "Requests being proxied now.",
-                        registry=registry, multiprocess_mode="livesum"),
-        upstream_errors=counter("mlmon_upstream_errors",
-                                "Requests the model server did not answer, by reason.",
-                                ("reason",)),
-        batch_size=histogram("mlmon_batch_size", "Input rows per inference request.",
-                             ("model",), BATCH_BUCKETS),
-        predictions=counter("mlmon_predictions", "Predicted rows by predicted class.",
-                            ("model", "class")),
-        prediction_value=histogram("mlmon_prediction_value", "Numeric prediction per row.",
-                                   ("model",), VALUE_BUCKETS),
+            "Time the sidecar adds: end-to-end minus upstream.",
+            model_protocol,
+            OVERHEAD_BUCKETS,
+        ),
+        request_size=histogram(
+            "mlmon_request_size_bytes", "Request body size.", model_protocol, SIZE_BUCKETS
+        ),
+        response_size=histogram(
+            "mlmon_response_size_bytes", "Response body size.", model_protocol, SIZE_BUCKETS
+        ),
+        in_flight=Gauge(
+            "mlmon_in_flight_requests",
+            "Requests being proxied now.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        ),
+        upstream_errors=counter(
+            "mlmon_upstream_errors",
+            "Requests the model server did not answer, by reason.",
+            ("reason",),
+        ),
+        batch_size=histogram(
+            "mlmon_batch_size", "Input rows per inference request.", ("model",), BATCH_BUCKETS
+        ),
+        predictions=counter(
+            "mlmon_predictions", "Predicted rows by predicted class.", ("model", "class")
+        ),
+        prediction_value=histogram(
+            "mlmon_prediction_value", "Numeric prediction per row.", ("model",), VALUE_BUCKETS
+        ),
         prediction_confidence=histogram(
-            "mlmon_prediction_confidence", "Score of the predicted class per row.",
-            ("model",), CONFIDENCE_BUCKETS),
-        non_finite_predictions=counter("mlmon_non_finite_predictions",
-                                       "Predictions that were NaN or infinite.", ("model",)),
+            "mlmon_prediction_confidence",
+            "Score of the predicted class per row.",
+            ("model",),
+            CONFIDENCE_BUCKETS,
+        ),
+        non_finite_predictions=counter(
+            "mlmon_non_finite_predictions", "Predictions that were NaN or infinite.", ("model",)
+        ),
         payload_parse_errors=counter(
             "mlmon_payload_parse_errors",
             "Bodies forwarded but not understood by the protocol adapter.",
-            ("protocol", "part", "reason")),
-        queue_depth=Gauge("mlmon_log_queue_depth",
-                          "Exchanges waiting for the background worker.",
-                          registry=registry, multiprocess_mode="livesum"),
+            ("protocol", "part", "reason"),
+        ),
+        queue_depth=Gauge(
+            "mlmon_log_queue_depth",
+            "Exchanges waiting for the background worker.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        ),
         queue_dropped=counter(
             "mlmon_log_queue_dropped",
             "Exchanges not analysed because the worker queue was full (count or bytes).",
-            ("reason",)),
+            ("reason",),
+        ),
         worker_duration=histogram(
             "mlmon_worker_duration_seconds",
             "Background time to analyse one exchange (parse, adapter, prediction metrics).",
-            (), OVERHEAD_BUCKETS),
-        model_info=Gauge("mlmon_model_info", "Model versions seen in responses (value 1).",
-                         ("model", "model_version"), registry=registry,
-                         multiprocess_mode="max"),
+            (),
+            OVERHEAD_BUCKETS,
+        ),
+        model_info=Gauge(
+            "mlmon_model_info",
+            "Model versions seen in responses (value 1).",
+            ("model", "model_version"),
+            registry=registry,
+            multiprocess_mode="max",
+        ),
     )

@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from exporter import protocols
+from exporter.capture import CaptureChannel
 from exporter.errors import UpstreamError
 from exporter.metrics import LabelCap, Metrics
 from exporter.settings import Settings
 from exporter.upstream import Headers, UpstreamPool, UpstreamResponse
-from exporter.worker import CapturedExchange, CaptureQueue
+from exporter.worker import CapturedExchange
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,14 +29,31 @@ Send = Callable[[Message], Awaitable[None]]
 
 # RFC 9110 7.6.1 connection-specific fields, plus what this proxy sets itself:
 # it buffers the request (so Expect and framing are its own) and names the upstream host.
-_REQUEST_DROP = frozenset({
-    b"connection", b"proxy-connection", b"keep-alive", b"te", b"trailer",
-    b"transfer-encoding", b"upgrade", b"expect", b"content-length", b"host",
-})
-_RESPONSE_DROP = frozenset({
-    b"connection", b"proxy-connection", b"keep-alive", b"te", b"trailer",
-    b"transfer-encoding", b"upgrade",
-})
+_REQUEST_DROP = frozenset(
+    {
+        b"connection",
+        b"proxy-connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+        b"content-length",
+        b"host",
+    }
+)
+_RESPONSE_DROP = frozenset(
+    {
+        b"connection",
+        b"proxy-connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
 _BODY_ID = re.compile(rb'[{,]\s*"id"\s*:\s*"((?:[^"\\]){1,256})"')
 _ID_SCAN_BYTES = 64 * 1024
 _NO_PROTOCOL = "none"
@@ -46,11 +64,16 @@ def new_request_id() -> str:
 
 
 class Proxy:
-    def __init__(self, settings: Settings, metrics: Metrics, queue: CaptureQueue,
-                 version_cache: dict[str, str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        channel: CaptureChannel,
+        version_cache: dict[str, str],
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
-        self._queue = queue
+        self._channel = channel
         self._versions = version_cache
         self._model_label = LabelCap(settings.max_label_values, settings.models)
         self._version_label = LabelCap(settings.max_label_values)
@@ -62,9 +85,13 @@ class Proxy:
     def start(self) -> None:
         """Open the pool; must run on the serving event loop."""
         s = self._settings
-        self.pool = UpstreamPool(s.upstream_host, s.upstream_port,
-                                 connect_timeout=s.connect_timeout_s,
-                                 read_timeout=s.read_timeout_s, max_idle=s.pool_max_idle)
+        self.pool = UpstreamPool(
+            s.upstream_host,
+            s.upstream_port,
+            connect_timeout=s.connect_timeout_s,
+            read_timeout=s.read_timeout_s,
+            max_idle=s.pool_max_idle,
+        )
 
     def stop(self) -> None:
         if self.pool is not None:
@@ -74,12 +101,11 @@ class Proxy:
         started = time.perf_counter()
         body = await self._read_body(receive)
         if body is None:
-            await _send_json(send, 413, {"error": "request body larger than max_request_bytes"},
-                             [])
+            await _send_json(send, 413, {"error": "request body larger than max_request_bytes"}, [])
             return
         path: str = scope["path"]
         route = protocols.route(path, self._settings.protocol)
-        forward, client_id, content_type = self._upstream_headers(scope)
+        forward, client_id = self._upstream_headers(scope)
         request_id = client_id or _body_id(body, route.protocol) or new_request_id()
         forward.append((b"x-request-id", request_id.encode("latin-1")))
 
@@ -102,22 +128,50 @@ class Proxy:
             upstream_done = time.perf_counter()
             self._metrics.upstream_errors.labels(error.reason).inc()
             status, response_body = error.status, b""
-            await _send_json(send, error.status, {
-                "error": f"upstream {error.reason.replace('_', ' ')}: {error.detail}",
-                "reason": error.reason, "request_id": request_id,
-            }, [(b"x-request-id", request_id.encode("latin-1"))])
+            await _send_json(
+                send,
+                error.status,
+                {
+                    "error": f"upstream {error.reason.replace('_', ' ')}: {error.detail}",
+                    "reason": error.reason,
+                    "request_id": request_id,
+                },
+                [(b"x-request-id", request_id.encode("latin-1"))],
+            )
         finally:
             in_flight.dec()
         finished = time.perf_counter()
-        self._observe(route, status, len(body), len(response_body),
-                      finished - started, upstream_done - upstream_started)
+        self._observe(
+            route,
+            status,
+            len(body),
+            len(response_body),
+            finished - started,
+            upstream_done - upstream_started,
+        )
         if route.protocol is not None:
-            self._capture(scope, route, request_id, content_type, body, status,
-                          response_headers, response_body, finished - started)
+            self._capture(
+                scope,
+                route,
+                request_id,
+                body,
+                status,
+                response_headers,
+                response_body,
+                finished - started,
+            )
 
-    def _capture(self, scope: Scope, route: protocols.Route, request_id: str,
-                 content_type: bytes, body: bytes, status: int, response_headers: Headers,
-                 response_body: bytes, latency: float) -> None:
+    def _capture(
+        self,
+        scope: Scope,
+        route: protocols.Route,
+        request_id: str,
+        body: bytes,
+        status: int,
+        response_headers: Headers,
+        response_body: bytes,
+        latency: float,
+    ) -> None:
         # Bodies too large to analyse are not queued: they would only hold memory.
         limit = self._settings.capture_max_bytes
         oversize = ""
@@ -125,13 +179,25 @@ class Proxy:
             oversize, body, response_body = "request", b"", b""
         elif len(response_body) > limit:
             oversize, response_body = "response", b""
-        self._queue.offer(CapturedExchange(
-            received_at=time.time(), request_id=request_id, method=scope["method"],
-            path=scope["path"], query=scope["query_string"], protocol=route.protocol or "",
-            path_model=route.model, path_version=route.model_version,
-            request_content_type=content_type, request_headers=scope["headers"],
-            request_body=body, status=status, response_headers=response_headers,
-            response_body=response_body, latency_s=latency, oversize=oversize))
+        self._channel.offer(
+            CapturedExchange(
+                received_at=time.time(),
+                request_id=request_id,
+                method=scope["method"],
+                path=scope["path"],
+                query=scope["query_string"],
+                protocol=route.protocol or "",
+                path_model=route.model,
+                path_version=route.model_version,
+                request_headers=scope["headers"],
+                request_body=body,
+                status=status,
+                response_headers=response_headers,
+                response_body=response_body,
+                latency_s=latency,
+                oversize=oversize,
+            )
+        )
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         message = await receive()
@@ -150,10 +216,9 @@ class Proxy:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _upstream_headers(self, scope: Scope) -> tuple[Headers, str, bytes]:
+    def _upstream_headers(self, scope: Scope) -> tuple[Headers, str]:
         forward: Headers = [(b"host", scope_host(scope, self._settings, self._host_header))]
         client_id = ""
-        content_type = b""
         connection_tokens: list[bytes] = []
         for name, value in scope["headers"]:
             if name in _REQUEST_DROP:
@@ -165,8 +230,6 @@ class Proxy:
                 continue
             if name == b"ce-id" and not client_id:
                 client_id = value.decode("latin-1")
-            elif name == b"content-type":
-                content_type = value
             forward.append((name, value))
         if connection_tokens:
             named = set(connection_tokens)
@@ -174,10 +237,11 @@ class Proxy:
         client = scope.get("client")
         if client:
             forward.append((b"x-forwarded-for", client[0].encode("latin-1")))
-        return forward, client_id, content_type
+        return forward, client_id
 
-    async def _relay(self, response: UpstreamResponse, request_id: str, send: Send
-                     ) -> tuple[int, bytes]:
+    async def _relay(
+        self, response: UpstreamResponse, request_id: str, send: Send
+    ) -> tuple[int, bytes]:
         """Send the upstream response to the client; return its status and body."""
         headers, has_length, has_id = _response_headers(response.headers)
         if not has_id:
@@ -187,24 +251,34 @@ class Proxy:
                 body = b"".join(response.chunks)
                 if not has_length:
                     headers.append((b"content-length", str(len(body)).encode()))
-                await send({"type": "http.response.start", "status": response.status,
-                            "headers": headers})
+                await send(
+                    {"type": "http.response.start", "status": response.status, "headers": headers}
+                )
                 await send({"type": "http.response.body", "body": body})
                 return response.status, body
-            await send({"type": "http.response.start", "status": response.status,
-                        "headers": headers})
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": headers}
+            )
             received: list[bytes] = []
             while chunks := await response.next_chunks():
                 received.extend(chunks)
-                await send({"type": "http.response.body", "body": b"".join(chunks),
-                            "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
+                )
             await send({"type": "http.response.body", "body": b""})
             return response.status, b"".join(received)
         finally:
             response.release()
 
-    def _observe(self, route: protocols.Route, status: int, request_size: int,
-                 response_size: int, total: float, upstream: float) -> None:
+    def _observe(
+        self,
+        route: protocols.Route,
+        status: int,
+        request_size: int,
+        response_size: int,
+        total: float,
+        upstream: float,
+    ) -> None:
         key = (route.model or "", route.model_version or "", route.protocol or "", status)
         children = self._children.get(key)
         if children is None:
@@ -280,7 +354,15 @@ def _response_headers(raw: Headers) -> tuple[Headers, bool, bool]:
 
 async def _send_json(send: Send, status: int, payload: dict[str, Any], headers: Headers) -> None:
     body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

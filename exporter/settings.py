@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from exporter.config import REQUIRED, load_settings, non_negative, port_number, positive, setting
 from exporter.errors import SettingsError
+from exporter.protocols.generic import compile_selector
 
 
 def _upstream_url(value: Any) -> str | None:
@@ -20,6 +21,16 @@ def _upstream_url(value: Any) -> str | None:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
         return "an http:// URL with a valid port"
+    return None
+
+
+def _selector(value: Any) -> str | None:
+    if not value:
+        return None
+    try:
+        compile_selector(value)
+    except ValueError as exc:
+        return f"a selector such as $.data[*] ({exc})"
     return None
 
 
@@ -38,10 +49,10 @@ class PredictionSettings:
 class GenericSettings:
     """Selectors for the generic JSON adapter, e.g. rows: "$.data[*]"."""
 
-    rows: str = setting("")
-    predictions: str = setting("")
-    model: str = setting("")
-    version: str = setting("")
+    rows: str = setting("", check=_selector)
+    predictions: str = setting("", check=_selector)
+    model: str = setting("", check=_selector)
+    version: str = setting("", check=_selector)
 
 
 @dataclass(frozen=True)
@@ -60,13 +71,17 @@ class Settings:
     queue_max_items: int = setting(10_000, check=_at_least_one)
     queue_max_bytes: int = setting(64 * 1024 * 1024, check=_at_least_one)
     capture_max_bytes: int = setting(
-        8 * 1024 * 1024, check=non_negative,
-        help="bodies larger than this are forwarded but not parsed (counted as too_large)")
+        8 * 1024 * 1024,
+        check=non_negative,
+        help="bodies larger than this are forwarded but not parsed (counted as too_large)",
+    )
     max_request_bytes: int = setting(
-        256 * 1024 * 1024, check=_at_least_one, help="larger request bodies get 413")
+        256 * 1024 * 1024, check=_at_least_one, help="larger request bodies get 413"
+    )
     models: tuple[str, ...] = setting((), help="allow-list of model label values")
     max_label_values: int = setting(
-        50, check=_at_least_one, help="distinct model/version/class labels before __other__")
+        50, check=_at_least_one, help="distinct model/version/class labels before __other__"
+    )
     shutdown_timeout_s: float = setting(30.0, check=non_negative)
     prediction: PredictionSettings = PredictionSettings()
     generic: GenericSettings = GenericSettings()
@@ -75,7 +90,8 @@ class Settings:
         if self.protocol == "generic" and not (self.generic.rows or self.generic.predictions):
             raise SettingsError(
                 "settings: key 'generic.rows' or 'generic.predictions': expected at least one "
-                "selector when protocol is 'generic'")
+                "selector when protocol is 'generic'"
+            )
 
     @property
     def upstream_host(self) -> str:

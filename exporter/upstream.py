@@ -190,16 +190,18 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(error)
 
     def _on_timeout(self) -> None:
-        self._fail(UpstreamError(
-            "read_timeout", f"no response data within {self._read_timeout:g} s"))
+        self._fail(
+            UpstreamError("read_timeout", f"no response data within {self._read_timeout:g} s")
+        )
         self.close()
 
 
 class UpstreamPool:
     """Keep-alive connections to one host:port, most recently used first."""
 
-    def __init__(self, host: str, port: int, *, connect_timeout: float, read_timeout: float,
-                 max_idle: int) -> None:
+    def __init__(
+        self, host: str, port: int, *, connect_timeout: float, read_timeout: float, max_idle: int
+    ) -> None:
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
@@ -208,8 +210,9 @@ class UpstreamPool:
         self.loop = asyncio.get_running_loop()
         self._idle: list[_Connection] = []
 
-    async def request(self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]],
-                      body: bytes) -> UpstreamResponse:
+    async def request(
+        self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]], body: bytes
+    ) -> UpstreamResponse:
         """Send a request; return once the response headers are in.
 
         A pooled connection the server closed while idle fails before any response
@@ -253,8 +256,9 @@ class UpstreamPool:
                 return connection
         return None
 
-    async def _exchange(self, connection: _Connection, request: bytes, head: bool
-                        ) -> UpstreamResponse:
+    async def _exchange(
+        self, connection: _Connection, request: bytes, head: bool
+    ) -> UpstreamResponse:
         response = connection.send(request, head, self.read_timeout)
         try:
             await connection.wait_for_headers()
@@ -271,7 +275,8 @@ class UpstreamPool:
             )
         except TimeoutError:
             raise UpstreamError(
-                "connect_timeout", f"no connection within {self.connect_timeout:g} s") from None
+                "connect_timeout", f"no connection within {self.connect_timeout:g} s"
+            ) from None
         except ConnectionRefusedError as exc:
             raise UpstreamError("connect_refused", str(exc)) from None
         except OSError as exc:
@@ -280,8 +285,9 @@ class UpstreamPool:
         return protocol
 
 
-def _serialize(method: str, target: str, headers: Sequence[tuple[bytes, bytes]], body: bytes
-               ) -> bytes:
+def _serialize(
+    method: str, target: str, headers: Sequence[tuple[bytes, bytes]], body: bytes
+) -> bytes:
     lines = [f"{method} {target} HTTP/1.1".encode("latin-1")]
     lines.extend(name + b": " + value for name, value in headers)
     # The request is always sent whole, so it is always framed by its length.

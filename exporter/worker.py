@@ -1,27 +1,35 @@
-"""The background worker: everything about an exchange that the client need not wait for.
+"""The analysis process: everything about an exchange that the client need not wait for.
 
-The proxied path offers each exchange to a `CaptureQueue` bounded by count and by
-bytes; when it is full the exchange is dropped and counted, never waited on. One
-thread takes exchanges off the queue, runs the protocol adapter and records the
-prediction metrics.
+It runs apart from the serving process so that parsing, features and log writes
+never hold the serving event loop (in one process they share a GIL, which showed
+up as milliseconds of p99 latency). Exchanges arrive as length-prefixed frames on
+a pipe; model versions learnt from responses go back on a second pipe.
 """
 
 from __future__ import annotations
 
 import math
-import queue
-import threading
+import os
+import pickle
+import signal
+import struct
 import time
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from typing import BinaryIO
+
+from prometheus_client import CollectorRegistry
 
 from exporter import protocols
-from exporter.metrics import LabelCap, Metrics
+from exporter.metrics import LabelCap, Metrics, make_metrics
 from exporter.protocols.base import AdapterConfig, Exchange, ParsedExchange, PayloadError
 from exporter.settings import Settings
 from exporter.upstream import Headers
 
-
+FRAME_HEADER = struct.Struct("<I")
 DRAIN_INTERVAL_S = 0.05
+ANALYSIS_NICENESS = 10
+_READ_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +42,6 @@ class CapturedExchange:
     protocol: str
     path_model: str | None
     path_version: str | None
-    request_content_type: bytes
     request_headers: Headers
     request_body: bytes
     status: int
@@ -44,129 +51,79 @@ class CapturedExchange:
     # "request" or "response" when that body was above capture_max_bytes and left out
     oversize: str = ""
 
-    @property
-    def size(self) -> int:
-        return len(self.request_body) + len(self.response_body)
+    def frame(self) -> bytes:
+        fields = (
+            self.received_at, self.request_id, self.method, self.path, self.query,
+            self.protocol, self.path_model, self.path_version, self.request_headers,
+            self.request_body, self.status, self.response_headers, self.response_body,
+            self.latency_s, self.oversize,
+        )  # fmt: skip
+        payload = pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+        return FRAME_HEADER.pack(len(payload)) + payload
 
 
-class CaptureQueue:
-    """A FIFO bounded by item count and total body bytes; `offer` never blocks."""
+class FrameReader:
+    """Splits the bytes read from the pipe back into exchanges."""
 
-    def __init__(self, max_items: int, max_bytes: int, metrics: Metrics) -> None:
-        self._queue: queue.SimpleQueue[CapturedExchange | None] = queue.SimpleQueue()
-        self._max_items = max_items
-        self._max_bytes = max_bytes
-        self._items = 0
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self._depth = metrics.queue_depth
-        self._dropped_full = metrics.queue_dropped.labels("items")
-        self._dropped_bytes = metrics.queue_dropped.labels("bytes")
+    def __init__(self) -> None:
+        self._buffer = bytearray()
 
-    def offer(self, item: CapturedExchange) -> bool:
-        size = item.size
-        with self._lock:
-            if self._items >= self._max_items:
-                self._dropped_full.inc()
-                return False
-            if self._bytes + size > self._max_bytes:
-                self._dropped_bytes.inc()
-                return False
-            self._items += 1
-            self._bytes += size
-        self._depth.inc()
-        self._queue.put(item)
-        return True
-
-    def drain(self, wait: float) -> list[CapturedExchange] | None:
-        """Everything queued, after waiting up to `wait` seconds for the first item;
-        None once closed and empty.
-
-        The worker sleeps between drains instead of being woken per item: a wake-up
-        per request costs the serving process more CPU than the analysis itself.
-        """
+    def feed(self, data: bytes) -> list[CapturedExchange]:
+        buffer = self._buffer
+        buffer += data
         items: list[CapturedExchange] = []
-        closed = False
-        try:
-            item = self._queue.get(timeout=wait)
-            while True:
-                if item is None:
-                    closed = True
-                else:
-                    items.append(item)
-                item = self._queue.get_nowait()
-        except queue.Empty:
-            pass
-        if items:
-            with self._lock:
-                self._items -= len(items)
-                self._bytes -= sum(i.size for i in items)
-            self._depth.dec(len(items))
-        if closed and not items:
-            return None
-        if closed:
-            self._queue.put(None)  # seen again after these items are done
+        offset = 0
+        while len(buffer) - offset >= FRAME_HEADER.size:
+            (size,) = FRAME_HEADER.unpack_from(buffer, offset)
+            end = offset + FRAME_HEADER.size + size
+            if len(buffer) < end:
+                break
+            fields = pickle.loads(buffer[offset + FRAME_HEADER.size : end])  # our own pipe
+            items.append(CapturedExchange(*fields))
+            offset = end
+        del buffer[:offset]
         return items
 
-    def close(self) -> None:
-        self._queue.put(None)
 
-    def __len__(self) -> int:
-        return self._items
+class Analyzer:
+    """Runs the protocol adapter on one exchange and records what it found."""
 
-
-class Worker:
-    def __init__(self, settings: Settings, metrics: Metrics, queue: CaptureQueue,
-                 version_cache: dict[str, str]) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self._settings = settings
         self._metrics = metrics
-        self._queue = queue
-        self._versions = version_cache
+        self.versions: dict[str, str] = {}
         self._model_label = LabelCap(settings.max_label_values, settings.models)
         self._class_label = LabelCap(settings.max_label_values, settings.prediction.classes)
         p, g = settings.prediction, settings.generic
         self._adapter_config = AdapterConfig(
-            class_names=p.classes, task=p.task, threshold=p.threshold,
-            rows_selector=g.rows, predictions_selector=g.predictions,
-            model_selector=g.model, version_selector=g.version)
-        self._thread = threading.Thread(target=self._run, name="mlmon-worker", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float) -> None:
-        """Finish what is queued (up to `timeout` seconds), then stop."""
-        self._queue.close()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while (items := self._queue.drain(wait=1.0)) is not None:
-            for item in items:
-                started = time.perf_counter()
-                try:
-                    self.process(item)
-                except Exception:  # a bug in an adapter must not stop the worker
-                    self._metrics.payload_parse_errors.labels(item.protocol, "request",
-                                                              "internal_error").inc()
-                self._metrics.worker_duration.observe(time.perf_counter() - started)
-            time.sleep(DRAIN_INTERVAL_S)
+            class_names=p.classes,
+            task=p.task,
+            threshold=p.threshold,
+            rows_selector=g.rows,
+            predictions_selector=g.predictions,
+            model_selector=g.model,
+            version_selector=g.version,
+        )
 
     def process(self, item: CapturedExchange) -> ParsedExchange | None:
+        m = self._metrics
         if item.oversize:
-            self._metrics.payload_parse_errors.labels(item.protocol, item.oversize,
-                                                      "too_large").inc()
+            m.payload_parse_errors.labels(item.protocol, item.oversize, "too_large").inc()
             return None
         exchange = Exchange(
-            method=item.method, path=item.path, query=item.query.decode("latin-1"),
+            method=item.method,
+            path=item.path,
+            query=item.query.decode("latin-1"),
             request_headers=_decode_headers(item.request_headers),
-            request_body=item.request_body, status=item.status,
+            request_body=item.request_body,
+            status=item.status,
             response_headers=_decode_headers(item.response_headers),
-            response_body=item.response_body)
+            response_body=item.response_body,
+        )
         try:
             parsed = protocols.parse(item.protocol, exchange, self._adapter_config)
         except PayloadError as error:
-            self._metrics.payload_parse_errors.labels(item.protocol, error.part,
-                                                      error.reason).inc()
+            m.payload_parse_errors.labels(item.protocol, error.part, error.reason).inc()
             return None
         self._record(item, parsed)
         return parsed
@@ -174,18 +131,19 @@ class Worker:
     def _record(self, item: CapturedExchange, parsed: ParsedExchange) -> None:
         m = self._metrics
         model = self._model_label(
-            item.path_model or parsed.model or self._settings.model or "unknown")
+            item.path_model or parsed.model or self._settings.model or "unknown"
+        )
         version = item.path_version or parsed.model_version or self._settings.model_version
-        if version and self._versions.get(model) != version:
-            previous = self._versions.get(model)
+        if version and self.versions.get(model) != version:
+            previous = self.versions.get(model)
             if previous is not None:
                 m.model_info.remove(model, previous)
-            self._versions[model] = version
+            self.versions[model] = version
             m.model_info.labels(model, version).set(1)
         if parsed.rows or parsed.tensors:
             m.batch_size.labels(model).observe(
-                len(parsed.rows) or max((t.shape[0] for t in parsed.tensors if t.shape),
-                                        default=1))
+                len(parsed.rows) or max((t.shape[0] for t in parsed.tensors if t.shape), default=1)
+            )
         value_hist = m.prediction_value.labels(model)
         confidence_hist = m.prediction_confidence.labels(model)
         for prediction in parsed.predictions:
@@ -199,6 +157,54 @@ class Worker:
                 value_hist.observe(prediction.value)
             if prediction.score is not None:
                 confidence_hist.observe(prediction.score)
+
+
+def analysis_main(
+    settings: Settings, exchanges_fd: int, versions_fd: int, processed: Synchronized[int]
+) -> None:
+    """Entry point of the analysis process: read until the serving side closes the pipe.
+
+    It wakes at most every DRAIN_INTERVAL_S and analyses everything that arrived
+    meanwhile: a wake-up per request would cost more CPU than the analysis itself.
+    """
+    # The serving process decides when to stop (by closing the pipe); a Ctrl-C sent
+    # to the whole process group must not lose what is still queued.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # When CPU is short, serving requests comes first; analysis can wait.
+    os.nice(ANALYSIS_NICENESS)
+    metrics = make_metrics(CollectorRegistry())  # values go to the multiprocess files
+    analyzer = Analyzer(settings, metrics)
+    known_versions: dict[str, str] = {}
+    reader = FrameReader()
+    with os.fdopen(versions_fd, "wb", 0) as versions:
+        while data := os.read(exchanges_fd, _READ_BYTES):
+            items = reader.feed(data)
+            for item in items:
+                started = time.perf_counter()
+                try:
+                    analyzer.process(item)
+                except Exception:  # a bug in an adapter must not stop the analysis
+                    metrics.payload_parse_errors.labels(
+                        item.protocol, "request", "internal_error"
+                    ).inc()
+                metrics.worker_duration.observe(time.perf_counter() - started)
+            with processed.get_lock():
+                processed.value += len(items)
+            if analyzer.versions != known_versions:
+                _send_versions(versions, analyzer.versions, known_versions)
+            time.sleep(DRAIN_INTERVAL_S)
+    os.close(exchanges_fd)
+
+
+def _send_versions(stream: BinaryIO, current: dict[str, str], sent: dict[str, str]) -> None:
+    for model, version in current.items():
+        if sent.get(model) != version:
+            try:
+                stream.write(f"{model}\t{version}\n".encode())
+            except OSError:
+                return  # the serving side has gone; nothing to tell
+            sent[model] = version
 
 
 def _decode_headers(headers: Headers) -> dict[str, str]:

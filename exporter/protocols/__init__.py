@@ -29,6 +29,7 @@ PROTOCOLS = ("v2", "v1", "mlflow", "seldon", "generic")
 _SEGMENT = r"[^/]+"
 _V1_SEGMENT = r"[^/:]+"
 # Inference calls, checked in order; `model` and `version` groups are optional.
+# A TF-Serving version label (`/labels/stable`) is reported as the version.
 _INFERENCE = (
     (
         "v2",

@@ -38,7 +38,7 @@ def from_value(value: Any, config: AdapterConfig, part: Part) -> list[Prediction
 
 def from_rows(values: Sequence[Any], config: AdapterConfig, part: Part) -> list[Prediction]:
     """Predictions from per-row outputs; a dict row holds named outputs."""
-    if not any(isinstance(v, dict) for v in values):
+    if dict not in set(map(type, values)):  # json.loads makes exact dicts
         return _predict(values, config)
     return [
         from_named_row(v, config, part) if isinstance(v, dict) else _predict([v], config)[0]
@@ -66,9 +66,9 @@ def from_columns(
         raise PayloadError(
             part, "invalid_shape", f"{scores_name!r} and {labels_name!r} differ in row count"
         )
-    names_config = config.class_names
+    class_names = config.class_names
     return [
-        _merge(score, label, scored, names_config)
+        _merge(score, label, scored, class_names)
         for score, label, scored in zip(scores, labels, _predict(scores, config), strict=True)
     ]
 

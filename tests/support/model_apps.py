@@ -32,7 +32,7 @@ NOT_FOUND: Reply = (404, {"error": "not found"})
 class AppRequest:
     method: str
     path: str
-    headers: Mapping[str, str]  # case-insensitive (an email.message.Message)
+    headers: Mapping[str, str]  # names in lower case
     body: bytes
 
 
@@ -89,7 +89,7 @@ def v2_app(request: AppRequest, model: str, version: str) -> Reply:
     if request.method != "POST" or match[3] != "/infer":
         return NOT_FOUND
     body, binary = request.body, b""
-    header_length = request.headers.get("Inference-Header-Content-Length")
+    header_length = request.headers.get("inference-header-content-length")
     if header_length is not None:
         body, binary = body[: int(header_length)], body[int(header_length) :]
     document = json.loads(body)
@@ -156,7 +156,7 @@ def mlflow_app(request: AppRequest, model: str, version: str) -> Reply:
         return 200, "2.14.0"
     if request.method != "POST" or request.path != "/invocations":
         return NOT_FOUND
-    media_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type in ("text/csv", "application/csv"):
         reader = csv.DictReader(io.StringIO(request.body.decode("utf-8")), strict=True)
         rows: list[Any] = [{k: _csv_number(v) for k, v in r.items()} for r in reader]

@@ -13,6 +13,7 @@ connection is reset without an answer), `set_delay` (a slow model).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -143,10 +144,8 @@ class _Server(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -157,7 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._handle()
 
-    do_POST = do_PUT = do_DELETE = do_GET
+    def do_POST(self) -> None:
+        self._handle()
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
@@ -168,19 +168,22 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except ValueError:
-            self._send(400, json.dumps({"error": "unreadable body"}).encode(), ())
+            # The rest of the body is still on the wire: this connection is done.
+            self.close_connection = True
+            self._send(400, b'{"error": "unreadable body"}', (("Connection", "close"),))
             return
         recorded = RecordedRequest(self.command, path, query, list(self.headers.items()), body)
         failure, delay = owner._arrived(recorded)
         if delay:
             time.sleep(delay)
-        if failure is not None and failure.status is None:
-            self._reset()
-        elif failure is not None:
-            self._send(failure.status, failure.body, failure.headers)
-        else:
-            status, payload = self._answer(AppRequest(self.command, path, self.headers, body))
+        if failure is None:
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            status, payload = self._answer(AppRequest(self.command, path, headers, body))
             self._send(status, json.dumps(payload).encode(), ())
+        elif failure.status is None:
+            self._reset()
+        else:
+            self._send(failure.status, failure.body, failure.headers)
 
     def _answer(self, request: AppRequest) -> tuple[int, Any]:
         owner = self.server.owner
@@ -191,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip(), 16)
                 if size == 0:

@@ -36,8 +36,12 @@ def require_binary(name: str) -> str:
     return path
 
 
-def wait_until_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None,
-                    ok_statuses: Sequence[int] = (200,)) -> None:
+def wait_until_http(
+    url: str,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    ok_statuses: Sequence[int] = (200,),
+) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -68,12 +72,18 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
 
 
 @contextmanager
-def running(cmd: Sequence[str], *, ready_url: str, timeout: float = 20,
-            env: dict[str, str] | None = None, log: Path | None = None
-            ) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    cmd: Sequence[str],
+    *,
+    ready_url: str,
+    timeout: float = 20,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
     out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT,
-                               env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        list(cmd), stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
     try:
         wait_until_http(ready_url, timeout, process)
         yield process
@@ -96,8 +106,14 @@ class Sidecar:
 
 
 @contextmanager
-def sidecar(upstream: str, tmp_path: Path, *, config: str = "", args: Sequence[str] = (),
-            env: dict[str, str] | None = None) -> Iterator[Sidecar]:
+def sidecar(
+    upstream: str,
+    tmp_path: Path,
+    *,
+    config: str = "",
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[Sidecar]:
     port = free_port()
     cmd = [str(VENV_BIN / "mlmon-exporter"), "--upstream", upstream, "--port", str(port), *args]
     if config:

@@ -91,13 +91,18 @@ class RawUpstream:
                     if not data:
                         return
                     parser.feed_data(data)
-                request = RawRequest(parser.get_method().decode(), collector.url.decode(),
-                                     collector.headers, b"".join(collector.chunks))
+                request = RawRequest(
+                    parser.get_method().decode(),
+                    collector.url.decode(),
+                    collector.headers,
+                    b"".join(collector.chunks),
+                )
                 self.requests.append(request)
                 answer = self.responder(request)
                 if answer is None:
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    conn.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
                     return
                 conn.sendall(answer)
                 if self.close_after:

@@ -32,10 +32,10 @@ def model_server(req: RawRequest) -> bytes:
     except (ValueError, KeyError, IndexError, TypeError, RecursionError):
         return answer(400, b'{"error":"bad request"}')
     score = "NaN" if payload.get("parameters", {}).get("nan") else "0.75"
-    outputs = '{"name":"p","shape":[%d],"datatype":"FP32","data":[%s]}' % (
-        rows, ",".join([score] * rows))
-    return answer(200, b'{"model_name":"iris","model_version":"3","outputs":[%s]}'
-                  % outputs.encode())
+    data = ",".join([score] * rows)
+    outputs = f'{{"name":"p","shape":[{rows}],"datatype":"FP32","data":[{data}]}}'
+    return answer(200, b'{"model_name":"iris","model_version":"3","outputs":[' +
+                  outputs.encode() + b"]}")
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +115,8 @@ def test_nan_and_infinity_tokens_are_forwarded_and_non_finite_predictions_counte
 def test_body_above_the_capture_limit_is_forwarded_but_not_parsed(
         proxy: Sidecar, upstream: RawUpstream) -> None:
     data = ",".join(["1.5"] * 13_000_000)  # ~50 MB of JSON
-    body = ('{"inputs":[{"name":"x","shape":[13000000],"datatype":"FP32","data":[%s]}]}'
-            % data).encode()
+    body = (b'{"inputs":[{"name":"x","shape":[13000000],"datatype":"FP32","data":['
+            + data.encode() + b"]}]}")
     assert len(body) > 50_000_000
     before = parse_errors(scrape(proxy.url), "too_large")
     status, response = post(proxy.url, V2_PATH, body)

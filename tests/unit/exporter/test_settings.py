@@ -46,6 +46,8 @@ def test_list_settings_accept_comma_separated_environment_values() -> None:
     ("upstream: http://x:1\n", {"MLMON_WORKERS": "0"}, "environment: key 'workers': expected an"
      " integer >= 1"),
     ("upstream: http://x:1\nprotocol: generic\n", {}, "key 'generic.rows'"),
+    ("upstream: http://x:1\ngeneric:\n  rows: records[0\n", {}, "key 'generic.rows': expected a "
+     "selector such as $.data[*]"),
     ("upstream: [unclosed\n", {}, "line 1"),
     ("upstream: http://x:1\nprediction:\n  classes: [no, yes]\n", {}, "quote it"),
     ("- just\n- a list\n", {}, "expected a mapping of settings"),

@@ -26,9 +26,13 @@ def exchange(
         method="POST",
         path=path,
         query="",
-        request_headers=request_headers or {"content-type": "application/json"},
+        request_headers=(
+            {"content-type": "application/json"} if request_headers is None else request_headers
+        ),
         request_body=body(request),
         status=status,
-        response_headers=response_headers or {"content-type": "application/json"},
+        response_headers=(
+            {"content-type": "application/json"} if response_headers is None else response_headers
+        ),
         response_body=body(response),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -16,10 +17,13 @@ ROWS = [{"a": 1, "b": 2, "c": 3}, {"a": 4, "b": 5, "c": 6}]
 
 
 def mlflow(
-    request: object, response: object = RESPONSE, content_type: str | None = "application/json", **kw: object
+    request: object,
+    response: object = RESPONSE,
+    content_type: str | None = "application/json",
+    **kw: Any,
 ) -> ParsedExchange:
     headers = {} if content_type is None else {"content-type": content_type}
-    ex = exchange(request, response, path="/invocations", request_headers=headers or {"x": "y"}, **kw)
+    ex = exchange(request, response, path="/invocations", request_headers=headers, **kw)
     return parse("mlflow", ex, CONFIG)
 
 
@@ -27,7 +31,13 @@ def mlflow(
     "request_body",
     [
         {"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1, 2, 3], [4, 5, 6]]}},
-        {"dataframe_split": {"index": [7, 8], "columns": ["a", "b", "c"], "data": [[1, 2, 3], [4, 5, 6]]}},
+        {
+            "dataframe_split": {
+                "index": [7, 8],
+                "columns": ["a", "b", "c"],
+                "data": [[1, 2, 3], [4, 5, 6]],
+            }
+        },
         {"dataframe_records": [{"a": 1, "b": 2, "c": 3}, {"a": 4, "b": 5, "c": 6}]},
         {"instances": [{"a": 1, "b": 2, "c": 3}, {"a": 4, "b": 5, "c": 6}]},
         {"inputs": {"a": [1, 4], "b": [2, 5], "c": [3, 6]}},
@@ -83,10 +93,10 @@ def test_wrong_envelopes_are_invalid_shape(request_body: object) -> None:
 @pytest.mark.parametrize("content_type", ["text/csv", "text/csv; charset=utf-8", "application/csv"])
 def test_csv_with_quotes_empty_cells_and_numbers(content_type: str) -> None:
     csv_body = (
-        b'name,age,income,city,score\r\n'
+        b"name,age,income,city,score\r\n"
         b'"Smith, John",42,1.5e3,"New York, NY",\r\n'
         b'Jane,,-7.25,"He said ""hi""",0\r\n'
-        b'\r\n'
+        b"\r\n"
     )
     parsed = mlflow(csv_body, content_type=content_type)
     assert parsed.rows == [
@@ -121,14 +131,25 @@ def test_other_content_types_are_unsupported(content_type: str) -> None:
 
 
 def test_bare_list_response_of_mlflow_1() -> None:
-    assert [p.value for p in mlflow({"dataframe_records": ROWS}, [3.0, 4.0]).predictions] == [3.0, 4.0]
+    assert [p.value for p in mlflow({"dataframe_records": ROWS}, [3.0, 4.0]).predictions] == [
+        3.0,
+        4.0,
+    ]
 
 
 def test_dataframe_output_uses_the_first_column() -> None:
-    records = {"predictions": [{"yhat": 10.0, "yhat_lower": 8.0}, {"yhat": 11.0, "yhat_lower": 9.0}]}
-    assert [p.value for p in mlflow({"dataframe_records": ROWS}, records).predictions] == [10.0, 11.0]
+    records = {
+        "predictions": [{"yhat": 10.0, "yhat_lower": 8.0}, {"yhat": 11.0, "yhat_lower": 9.0}]
+    }
+    assert [p.value for p in mlflow({"dataframe_records": ROWS}, records).predictions] == [
+        10.0,
+        11.0,
+    ]
     columns = {"predictions": {"yhat": [10.0, 11.0], "yhat_upper": [12.0, 13.0]}}
-    assert [p.value for p in mlflow({"dataframe_records": ROWS}, columns).predictions] == [10.0, 11.0]
+    assert [p.value for p in mlflow({"dataframe_records": ROWS}, columns).predictions] == [
+        10.0,
+        11.0,
+    ]
 
 
 def test_dataframe_output_with_label_and_probability_columns() -> None:

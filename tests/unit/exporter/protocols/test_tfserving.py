@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ COLUMNAR_FORMAT = {
 }
 
 
-def v1(request: object, response: object = PREDICTIONS, **kwargs: object) -> ParsedExchange:
+def v1(request: object, response: object = PREDICTIONS, **kwargs: Any) -> ParsedExchange:
     path = "/v1/models/half_plus_two:predict"
     return parse("v1", exchange(request, response, path=path, **kwargs), CONFIG)
 
@@ -100,9 +101,7 @@ def test_classify_examples_merge_the_context() -> None:
         "examples": [{"type": "free"}, {"type": "paid", "age": 40}],
     }
     response = {"result": [[["spam", 0.9], ["ham", 0.1]], [["spam", 0.2], ["ham", 0.8]]]}
-    parsed = parse(
-        "v1", exchange(request, response, path="/v1/models/m:classify"), CONFIG
-    )
+    parsed = parse("v1", exchange(request, response, path="/v1/models/m:classify"), CONFIG)
     assert parsed.rows == [
         {"country": "US", "age": 30, "type": "free"},
         {"country": "US", "age": 40, "type": "paid"},
@@ -188,7 +187,7 @@ def test_non_finite_predictions() -> None:
 
 
 def test_error_response_is_not_read_but_rows_are_kept() -> None:
-    parsed = v1(ROW_FORMAT, {"error": "Serving signature name: \"x\" not found"}, status=400)
+    parsed = v1(ROW_FORMAT, {"error": 'Serving signature name: "x" not found'}, status=400)
     assert parsed.predictions == [] and len(parsed.rows) == 2
 
 

@@ -1,0 +1,168 @@
+"""The serving side of the capture pipe: offer exchanges to the analysis process.
+
+`offer` costs one non-blocking pipe write. The queue is the pipe plus the event
+loop's write buffer, bounded by `queue_max_items` (frames sent but not yet
+analysed) and `queue_max_bytes` (bytes not yet taken by the pipe); past either
+bound the exchange is dropped and counted, never waited on. A dead analysis
+process is restarted, and what it had not analysed is counted as dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import multiprocessing
+import os
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import Synchronized
+
+from exporter.metrics import Metrics
+from exporter.settings import Settings
+from exporter.worker import CapturedExchange, analysis_main
+
+_F_SETPIPE_SZ = 1031  # Linux: grow the pipe so bursts do not fill it
+_PIPE_BYTES = 1024 * 1024
+_WATCH_INTERVAL_S = 1.0
+
+
+class _VersionFeed(asyncio.Protocol):
+    """Model versions the analysis process learnt from responses, one "model\\tversion" a line."""
+
+    def __init__(self, versions: dict[str, str]) -> None:
+        self._versions = versions
+        self._partial = b""
+
+    def data_received(self, data: bytes) -> None:
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            model, _, version = line.decode("utf-8", "replace").partition("\t")
+            self._versions[model] = version
+
+
+class CaptureChannel:
+    def __init__(self, settings: Settings, metrics: Metrics, versions: dict[str, str]) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._versions = versions
+        self._context = multiprocessing.get_context("spawn")
+        self._processed: Synchronized[int] = self._context.Value("q", 0)
+        self._sent = 0
+        self._process: BaseProcess | None = None
+        self._transport: asyncio.WriteTransport | None = None
+        self._feed: asyncio.ReadTransport | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._dropped = {
+            reason: metrics.queue_dropped.labels(reason)
+            for reason in ("items", "bytes", "analysis_down")
+        }
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop(self, timeout: float) -> None:
+        """Let the analysis process finish what is queued (up to `timeout` s), then end it."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+        await self._close_pipes(timeout)
+
+    def offer(self, item: CapturedExchange) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            self._dropped["analysis_down"].inc()
+            return
+        if self._sent - self._processed.value >= self._settings.queue_max_items:
+            self._dropped["items"].inc()
+            return
+        frame = item.frame()
+        if transport.get_write_buffer_size() + len(frame) > self._settings.queue_max_bytes:
+            self._dropped["bytes"].inc()
+            return
+        transport.write(frame)
+        self._sent += 1
+
+    @property
+    def depth(self) -> int:
+        """Exchanges handed over and not yet analysed."""
+        return max(self._sent - int(self._processed.value), 0)
+
+    def refresh_gauges(self) -> None:
+        self._metrics.queue_depth.set(self.depth)
+
+    async def _spawn(self) -> None:
+        loop = asyncio.get_running_loop()
+        exchange_reader, exchange_writer = _pipe()
+        version_reader, version_writer = _pipe()
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(exchange_writer.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+        with self._processed.get_lock():
+            self._processed.value = 0
+        self._sent = 0
+        process = self._context.Process(
+            target=_child_main,
+            name="mlmon-analysis",
+            daemon=True,
+            args=(self._settings, exchange_reader, version_writer, self._processed),
+        )
+        process.start()
+        exchange_reader.close()
+        version_writer.close()
+        self._process = process
+        self._transport, _ = await loop.connect_write_pipe(
+            asyncio.Protocol, _own_file(exchange_writer, "wb")
+        )
+        self._feed, _ = await loop.connect_read_pipe(
+            lambda: _VersionFeed(self._versions), _own_file(version_reader, "rb")
+        )
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(_WATCH_INTERVAL_S)
+            process = self._process
+            if process is not None and not process.is_alive():
+                lost = self.depth
+                if lost:
+                    self._dropped["analysis_down"].inc(lost)
+                await self._close_pipes(0)
+                await self._spawn()
+
+    async def _close_pipes(self, timeout: float) -> None:
+        transport, process = self._transport, self._process
+        self._transport = None
+        if transport is not None:
+            transport.close()  # flushes what is buffered, then the child reads EOF
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while process is not None and process.is_alive() and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if process is not None and process.is_alive():
+            process.terminate()
+            await loop.run_in_executor(None, process.join, 5)
+        if self._feed is not None:
+            self._feed.close()
+
+
+def _child_main(
+    settings: Settings, exchanges: Connection, versions: Connection, processed: Synchronized[int]
+) -> None:
+    analysis_main(settings, _detach(exchanges), _detach(versions), processed)
+
+
+def _pipe() -> tuple[Connection, Connection]:
+    """(reading end, writing end)."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    return reader, writer
+
+
+def _detach(connection: Connection) -> int:
+    fd = os.dup(connection.fileno())
+    connection.close()
+    return fd
+
+
+def _own_file(connection: Connection, mode: str) -> object:
+    fd = _detach(connection)
+    os.set_blocking(fd, False)
+    return os.fdopen(fd, mode, buffering=0)
