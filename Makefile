@@ -26,6 +26,7 @@ debs:
 	fi
 
 lint: venv
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.processes import free_port, stop_process, wait_until_http  # noqa: E402
+from tests.support.processes import free_port, stop_process, wait_until_http
 
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
@@ -35,8 +35,12 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def request_body() -> str:
     features = [round(0.1 * i, 3) for i in range(150)]
-    body = {"id": "bench", "inputs": [
-        {"name": "input-0", "shape": [1, len(features)], "datatype": "FP32", "data": features}]}
+    body = {
+        "id": "bench",
+        "inputs": [
+            {"name": "input-0", "shape": [1, len(features)], "datatype": "FP32", "data": features}
+        ],
+    }
     return json.dumps(body)
 
 
@@ -76,17 +80,32 @@ def process_tree_cpu_seconds(root_pid: int) -> float:
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def run_wrk(url: str, connections: int, seconds: int, script: Path) -> tuple[int, float, float,
-                                                                                 float]:
+def run_wrk(
+    url: str, connections: int, seconds: int, script: Path
+) -> tuple[int, float, float, float]:
     out = subprocess.run(
-        ["wrk", f"-t{min(connections, 2)}", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "-s", str(script), url], capture_output=True, text=True, check=True, timeout=seconds + 30,
+        [
+            "wrk",
+            f"-t{min(connections, 2)}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
     ).stdout
+
     def pct(name: str) -> float:
         match = re.search(rf"^\s+{name}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         if not match:
             raise RuntimeError(f"no {name}% in wrk output:\n{out}")
         return float(match.group(1)) * _UNIT[match.group(2)]
+
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -96,10 +115,12 @@ def run_wrk(url: str, connections: int, seconds: int, script: Path) -> tuple[int
 
 
 @contextmanager
-def started(cmd: list[str], ready_url: str, ok: tuple[int, ...] = (200,),
-            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, **(env or {})})
+def started(
+    cmd: list[str], ready_url: str, ok: tuple[int, ...] = (200,), env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+    )
     try:
         wait_until_http(ready_url, 20, process, ok_statuses=ok)
         yield process
@@ -153,19 +174,41 @@ def main() -> int:
         script.write_text(
             'wrk.method = "POST"\n'
             f"wrk.body = {json.dumps(request_body())}\n"
-            'wrk.headers["Content-Type"] = "application/json"\n')
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
         upstream_port, sidecar_port, nginx_port = free_port(), free_port(), free_port()
         path = "/v2/models/bench/infer"
-        stack.enter_context(started(
-            [sys.executable, str(HERE / "slow_upstream.py"), str(upstream_port),
-             str(args.delay_ms)], f"http://127.0.0.1:{upstream_port}/"))
-        sidecar = stack.enter_context(started(
-            [str(BIN / "mlmon-exporter"), "--upstream", f"http://127.0.0.1:{upstream_port}",
-             "--port", str(sidecar_port), "--workers", str(args.workers)],
-            f"http://127.0.0.1:{sidecar_port}/healthz"))
-        nginx = stack.enter_context(started(
-            ["nginx", "-c", str(nginx_config(workdir, nginx_port, upstream_port))],
-            f"http://127.0.0.1:{nginx_port}/"))
+        stack.enter_context(
+            started(
+                [
+                    sys.executable,
+                    str(HERE / "slow_upstream.py"),
+                    str(upstream_port),
+                    str(args.delay_ms),
+                ],
+                f"http://127.0.0.1:{upstream_port}/",
+            )
+        )
+        sidecar = stack.enter_context(
+            started(
+                [
+                    str(BIN / "mlmon-exporter"),
+                    "--upstream",
+                    f"http://127.0.0.1:{upstream_port}",
+                    "--port",
+                    str(sidecar_port),
+                    "--workers",
+                    str(args.workers),
+                ],
+                f"http://127.0.0.1:{sidecar_port}/healthz",
+            )
+        )
+        nginx = stack.enter_context(
+            started(
+                ["nginx", "-c", str(nginx_config(workdir, nginx_port, upstream_port))],
+                f"http://127.0.0.1:{nginx_port}/",
+            )
+        )
         targets = {
             "direct": (upstream_port, None),
             "sidecar": (sidecar_port, sidecar.pid),
@@ -185,19 +228,28 @@ def main() -> int:
                     result.cpu_us_per_request = cpu / requests * 1e6
                 results.append(result)
         for result in results:
-            direct = next(r for r in results
-                          if r.target == "direct" and r.connections == result.connections)
+            direct = next(
+                r for r in results if r.target == "direct" and r.connections == result.connections
+            )
             result.added_p50_ms = result.p50_ms - direct.p50_ms
             result.added_p99_ms = result.p99_ms - direct.p99_ms
 
-    print(f"upstream delay {args.delay_ms} ms, ~1 KB OIP v2 body, {args.seconds} s per run, "
-          f"sidecar workers {args.workers}, {os.cpu_count()} CPUs")
-    print(f"{'target':8} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'+p50 ms':>8} {'+p99 ms':>8} {'CPU µs/req':>10}")
+    print(
+        f"upstream delay {args.delay_ms} ms, ~1 KB OIP v2 body, {args.seconds} s per run, "
+        f"sidecar workers {args.workers}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'target':8} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'+p50 ms':>8} {'+p99 ms':>8} {'CPU µs/req':>10}"
+    )
     for r in results:
-        cpu = f"{r.cpu_us_per_request:10.0f}" if r.cpu_us_per_request is not None else f"{'-':>10}"
-        print(f"{r.target:8} {r.connections:5d} {r.rps:9.0f} {r.p50_ms:8.3f} {r.p99_ms:8.3f} "
-              f"{r.added_p50_ms:8.3f} {r.added_p99_ms:8.3f} {cpu}")
+        cpu_text = (
+            f"{r.cpu_us_per_request:10.0f}" if r.cpu_us_per_request is not None else f"{'-':>10}"
+        )
+        print(
+            f"{r.target:8} {r.connections:5d} {r.rps:9.0f} {r.p50_ms:8.3f} {r.p99_ms:8.3f} "
+            f"{r.added_p50_ms:8.3f} {r.added_p99_ms:8.3f} {cpu_text}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2))
     return 0

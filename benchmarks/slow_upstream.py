@@ -13,14 +13,21 @@ import sys
 import httptools
 import uvloop
 
-RESPONSE_BODY = json.dumps({
-    "model_name": "bench", "model_version": "1", "id": "x",
-    "outputs": [{"name": "probabilities", "shape": [1, 2], "datatype": "FP32",
-                 "data": [0.25, 0.75]}],
-}).encode()
+RESPONSE_BODY = json.dumps(
+    {
+        "model_name": "bench",
+        "model_version": "1",
+        "id": "x",
+        "outputs": [
+            {"name": "probabilities", "shape": [1, 2], "datatype": "FP32", "data": [0.25, 0.75]}
+        ],
+    }
+).encode()
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-    + str(len(RESPONSE_BODY)).encode() + b"\r\n\r\n" + RESPONSE_BODY
+    + str(len(RESPONSE_BODY)).encode()
+    + b"\r\n\r\n"
+    + RESPONSE_BODY
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import signal
@@ -16,16 +17,23 @@ from tests.support.processes import VENV_BIN, free_port, require_binary, sidecar
 from tests.support.raw_upstream import RawRequest, RawUpstream
 from tests.support.scrape import scrape, value, wait_for
 
-V2_RESPONSE = (b'{"model_name":"iris","model_version":"7","outputs":[{"name":"probabilities",'
-               b'"shape":[2,3],"datatype":"FP32","data":[0.1,0.7,0.2,0.8,0.1,0.1]}]}')
-V2_REQUEST = (b'{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}')
+V2_RESPONSE = (
+    b'{"model_name":"iris","model_version":"7","outputs":[{"name":"probabilities",'
+    b'"shape":[2,3],"datatype":"FP32","data":[0.1,0.7,0.2,0.8,0.1,0.1]}]}'
+)
+V2_REQUEST = b'{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}'
 
 
 def ok(body: bytes, delay: float = 0.0) -> RawUpstream:
     def respond(_: RawRequest) -> bytes:
         time.sleep(delay)
-        return (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-                + str(len(body)).encode() + b"\r\n\r\n" + body)
+        return (
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+
     return RawUpstream(respond)
 
 
@@ -36,15 +44,25 @@ def post(url: str, path: str, body: bytes) -> tuple[int, bytes]:
     return response.status, response.read()
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--upstream", "ftp://nowhere"], "key 'upstream': expected an http:// URL"),
-    (["--upstream", "http://127.0.0.1:1", "--protocol", "grpc"], "key 'protocol'"),
-    ([], "key 'upstream' is required"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--upstream", "ftp://nowhere"], "key 'upstream': expected an http:// URL"),
+        (["--upstream", "http://127.0.0.1:1", "--protocol", "grpc"], "key 'protocol'"),
+        ([], "key 'upstream' is required"),
+    ],
+)
 def test_invalid_settings_stop_start_up_with_a_message_naming_the_key(
-        args: list[str], expected: str) -> None:
-    result = subprocess.run([str(VENV_BIN / "mlmon-exporter"), *args], capture_output=True,
-                            check=False, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    args: list[str], expected: str
+) -> None:
+    result = subprocess.run(
+        [str(VENV_BIN / "mlmon-exporter"), *args],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 2
     assert expected in result.stderr
 
@@ -52,8 +70,13 @@ def test_invalid_settings_stop_start_up_with_a_message_naming_the_key(
 def test_bad_config_file_names_the_file_and_key(tmp_path: Path) -> None:
     config = tmp_path / "sidecar.yaml"
     config.write_text("upstream: http://127.0.0.1:1\nqueue_max_items: lots\n")
-    result = subprocess.run([str(VENV_BIN / "mlmon-exporter"), "--config", str(config)],
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [str(VENV_BIN / "mlmon-exporter"), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 2
     assert f"{config}: key 'queue_max_items': expected an integer, got 'lots'" in result.stderr
 
@@ -61,8 +84,9 @@ def test_bad_config_file_names_the_file_and_key(tmp_path: Path) -> None:
 def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path: Path) -> None:
     with ok(V2_RESPONSE, delay=1.0) as upstream, sidecar(upstream.url, tmp_path) as running:
         results: list[tuple[int, bytes]] = []
-        client = threading.Thread(target=lambda: results.append(
-            post(running.url, "/v2/models/iris/infer", V2_REQUEST)))
+        client = threading.Thread(
+            target=lambda: results.append(post(running.url, "/v2/models/iris/infer", V2_REQUEST))
+        )
         client.start()
         time.sleep(0.3)  # the request is now waiting on the upstream
         running.process.send_signal(signal.SIGTERM)
@@ -80,7 +104,7 @@ def test_metrics_after_known_traffic(tmp_path: Path) -> None:
         for _ in range(5):
             assert post(running.url, "/v2/models/iris/infer", V2_REQUEST)[0] == 200
         samples = wait_for(running.url, lambda s: value(s, "mlmon_predictions_total") == 10)
-        v = lambda name, **labels: value(samples, name, **labels)  # noqa: E731
+        v = functools.partial(value, samples)
         # the version is learnt from the first response, then used for request counts
         assert v("mlmon_requests_total", model="iris", protocol="v2", code="200") == 5
         assert v("mlmon_model_info", model="iris", model_version="7") == 1
@@ -104,20 +128,25 @@ def test_metrics_after_known_traffic(tmp_path: Path) -> None:
 
 
 def test_label_values_are_bounded(tmp_path: Path) -> None:
-    with ok(V2_RESPONSE) as upstream, sidecar(
-            upstream.url, tmp_path, env={"MLMON_MAX_LABEL_VALUES": "3"}) as running:
+    with (
+        ok(V2_RESPONSE) as upstream,
+        sidecar(upstream.url, tmp_path, env={"MLMON_MAX_LABEL_VALUES": "3"}) as running,
+    ):
         for i in range(10):
             post(running.url, f"/v2/models/client-made-{i}/infer", V2_REQUEST)
         samples = scrape(running.url)
-        models = {dict(labels)["model"] for name, labels in samples
-                  if name == "mlmon_requests_total"}
+        models = {
+            dict(labels)["model"] for name, labels in samples if name == "mlmon_requests_total"
+        }
         assert models == {"client-made-0", "client-made-1", "client-made-2", "__other__"}
         assert value(samples, "mlmon_requests_total", model="__other__") == 7
 
 
 def test_full_queue_drops_are_counted_and_the_client_is_unaffected(tmp_path: Path) -> None:
-    with ok(V2_RESPONSE) as upstream, sidecar(
-            upstream.url, tmp_path, env={"MLMON_QUEUE_MAX_BYTES": "100"}) as running:
+    with (
+        ok(V2_RESPONSE) as upstream,
+        sidecar(upstream.url, tmp_path, env={"MLMON_QUEUE_MAX_BYTES": "100"}) as running,
+    ):
         for _ in range(3):
             assert post(running.url, "/v2/models/iris/infer", V2_REQUEST) == (200, V2_RESPONSE)
         samples = scrape(running.url)
@@ -135,8 +164,13 @@ def test_metrics_pass_promtool_check_metrics(tmp_path: Path) -> None:
         text.request("GET", "/metrics")
         exposition = text.getresponse().read()
     assert b"mlmon_requests_total" in exposition
-    result = subprocess.run([promtool, "check", "metrics"], input=exposition,
-                            capture_output=True, timeout=30, check=False)
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     assert result.stdout.decode().strip() == ""  # no lint warnings either
 
@@ -157,8 +191,10 @@ def test_healthz_and_readyz(tmp_path: Path) -> None:
 
 
 def test_several_workers_aggregate_their_metrics(tmp_path: Path) -> None:
-    with ok(V2_RESPONSE) as upstream, sidecar(upstream.url, tmp_path,
-                                              args=["--workers", "2"]) as running:
+    with (
+        ok(V2_RESPONSE) as upstream,
+        sidecar(upstream.url, tmp_path, args=["--workers", "2"]) as running,
+    ):
         for _ in range(40):
             # a new connection each time, so both processes take some of the load
             assert post(running.url, "/v2/models/iris/infer", V2_REQUEST)[0] == 200

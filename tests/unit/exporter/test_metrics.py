@@ -26,11 +26,22 @@ def test_make_metrics_on_a_fresh_registry_uses_the_documented_names() -> None:
     registry = CollectorRegistry()
     make_metrics(registry)
     names = {metric.name for metric in registry.collect()}
-    for expected in ("mlmon_requests", "mlmon_request_duration_seconds",
-                     "mlmon_upstream_duration_seconds", "mlmon_proxy_overhead_seconds",
-                     "mlmon_request_size_bytes", "mlmon_response_size_bytes",
-                     "mlmon_in_flight_requests", "mlmon_batch_size", "mlmon_upstream_errors",
-                     "mlmon_predictions", "mlmon_prediction_value", "mlmon_prediction_confidence",
-                     "mlmon_non_finite_predictions", "mlmon_payload_parse_errors",
-                     "mlmon_log_queue_depth", "mlmon_model_info"):
+    for expected in (
+        "mlmon_requests",
+        "mlmon_request_duration_seconds",
+        "mlmon_upstream_duration_seconds",
+        "mlmon_proxy_overhead_seconds",
+        "mlmon_request_size_bytes",
+        "mlmon_response_size_bytes",
+        "mlmon_in_flight_requests",
+        "mlmon_batch_size",
+        "mlmon_upstream_errors",
+        "mlmon_predictions",
+        "mlmon_prediction_value",
+        "mlmon_prediction_confidence",
+        "mlmon_non_finite_predictions",
+        "mlmon_payload_parse_errors",
+        "mlmon_log_queue_depth",
+        "mlmon_model_info",
+    ):
         assert expected in names
