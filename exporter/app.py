@@ -20,9 +20,11 @@ from prometheus_client import CollectorRegistry, exposition, multiprocess
 from exporter.capture import CaptureChannel
 from exporter.metrics import Metrics, make_metrics
 from exporter.proxy import Proxy, Receive, Scope, Send
+from exporter.schema_yaml import schema_to_yaml
+from exporter.schemas import SchemaSet
 from exporter.settings import Settings
 
-CONTROL_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+CONTROL_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/schema"})
 
 
 @dataclass
@@ -73,6 +75,7 @@ def create_app(settings: Settings) -> Sidecar:
             "set PROMETHEUS_MULTIPROC_DIR before importing exporter.app "
             "(use the mlmon-exporter command)"
         )
+    schemas = SchemaSet.from_settings(settings)  # bad schema files stop start-up here
     registry = CollectorRegistry()
     metrics = make_metrics(registry)
     versions: dict[str, str] = {}
@@ -83,7 +86,7 @@ def create_app(settings: Settings) -> Sidecar:
         metrics=metrics,
         channel=channel,
         proxy=Proxy(settings, metrics, channel, versions),
-        control=WSGIMiddleware(_control_app(settings, channel), workers=4),  # type: ignore[arg-type]
+        control=WSGIMiddleware(_control_app(settings, channel, schemas), workers=4),  # type: ignore[arg-type]
     )
 
 
@@ -94,8 +97,25 @@ def app_from_environment() -> Sidecar:
     return create_app(settings_module.load(os.environ.get("MLMON_CONFIG_FILE")))
 
 
-def _control_app(settings: Settings, channel: CaptureChannel) -> Flask:
+def _control_app(settings: Settings, channel: CaptureChannel, schemas: SchemaSet) -> Flask:
     app = Flask("mlmon-exporter")
+
+    @app.get("/schema")
+    def schema() -> Response:
+        """The feature schema in use for ?model=, or the one inferred from traffic."""
+        model = request.args.get("model", "")
+        configured = schemas.for_model(model) if model else schemas.default
+        if configured is not None:
+            return Response(schema_to_yaml(configured), content_type="application/yaml")
+        inferred = channel.inferred_schemas
+        text = inferred.get(model) if model else next(iter(inferred.values()), None)
+        if text is None:
+            known = ", ".join(sorted(inferred)) or "none yet"
+            return _json_response(
+                json.dumps({"error": f"no schema for model {model!r}", "inferred_models": known}),
+                404,
+            )
+        return Response(text, content_type="application/yaml")
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -20,25 +20,27 @@ from multiprocessing.sharedctypes import Synchronized
 
 from exporter.metrics import Metrics
 from exporter.settings import Settings
-from exporter.worker import CapturedExchange, analysis_main
+from exporter.worker import CapturedExchange, FrameReader, analysis_main
 
 _F_SETPIPE_SZ = 1031  # Linux: grow the pipe so bursts do not fill it
 _PIPE_BYTES = 1024 * 1024
 _WATCH_INTERVAL_S = 1.0
 
 
-class _VersionFeed(asyncio.Protocol):
-    """Model versions the analysis process learnt from responses, one "model\\tversion" a line."""
+class _Feedback(asyncio.Protocol):
+    """Messages from the analysis process: model versions and inferred schemas."""
 
-    def __init__(self, versions: dict[str, str]) -> None:
+    def __init__(self, versions: dict[str, str], inferred_schemas: dict[str, str]) -> None:
         self._versions = versions
-        self._partial = b""
+        self._inferred_schemas = inferred_schemas
+        self._reader = FrameReader()
 
     def data_received(self, data: bytes) -> None:
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        for line in lines:
-            model, _, version = line.decode("utf-8", "replace").partition("\t")
-            self._versions[model] = version
+        for kind, model, text in self._reader.feed(data):
+            if kind == "version":
+                self._versions[model] = text
+            elif kind == "schema":
+                self._inferred_schemas[model] = text
 
 
 class CaptureChannel:
@@ -46,6 +48,7 @@ class CaptureChannel:
         self._settings = settings
         self._metrics = metrics
         self._versions = versions
+        self.inferred_schemas: dict[str, str] = {}
         self._context = multiprocessing.get_context("spawn")
         self._processed: Synchronized[int] = self._context.Value("q", 0)
         self._sent = 0
@@ -94,7 +97,7 @@ class CaptureChannel:
     async def _spawn(self) -> None:
         loop = asyncio.get_running_loop()
         exchange_reader, exchange_writer = _pipe()
-        version_reader, version_writer = _pipe()
+        feedback_reader, feedback_writer = _pipe()
         with contextlib.suppress(OSError):
             fcntl.fcntl(exchange_writer.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
         with self._processed.get_lock():
@@ -104,17 +107,18 @@ class CaptureChannel:
             target=_child_main,
             name="mlmon-analysis",
             daemon=True,
-            args=(self._settings, exchange_reader, version_writer, self._processed),
+            args=(self._settings, exchange_reader, feedback_writer, self._processed),
         )
         process.start()
         exchange_reader.close()
-        version_writer.close()
+        feedback_writer.close()
         self._process = process
         self._transport, _ = await loop.connect_write_pipe(
             asyncio.Protocol, _own_file(exchange_writer, "wb")
         )
         self._feed, _ = await loop.connect_read_pipe(
-            lambda: _VersionFeed(self._versions), _own_file(version_reader, "rb")
+            lambda: _Feedback(self._versions, self.inferred_schemas),
+            _own_file(feedback_reader, "rb"),
         )
 
     async def _watch(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from exporter.errors import SettingsError
 
-_FLAGS = ("upstream", "host", "port", "workers", "protocol", "model")
+_FLAGS = ("upstream", "host", "port", "workers", "protocol", "model", "schemas")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,13 +29,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="server processes (default 1)")
     parser.add_argument("--protocol", help="auto (default), v2, v1, mlflow, seldon or generic")
     parser.add_argument("--model", help="model name for protocols whose path carries none")
+    parser.add_argument(
+        "--schema",
+        dest="schemas",
+        action="append",
+        help="feature schema YAML (repeat for several models); without one a schema is "
+        "inferred from traffic and served at /schema",
+    )
     args = parser.parse_args(argv)
     overrides = {name: getattr(args, name) for name in _FLAGS}
 
     from exporter import settings as settings_module
+    from exporter.schemas import SchemaSet
 
     try:
         settings = settings_module.load(args.config, overrides=overrides)
+        SchemaSet.from_settings(settings)
     except SettingsError as exc:
         print(f"mlmon-exporter: error: {exc}", file=sys.stderr)
         return 2
@@ -76,7 +85,9 @@ def serve(settings: Any, config_file: str | None, overrides: dict[str, Any]) -> 
     if config_file:
         os.environ["MLMON_CONFIG_FILE"] = os.path.abspath(config_file)
     for name, value in overrides.items():
-        if value is not None:
+        if isinstance(value, list | tuple):
+            os.environ[f"MLMON_{name.upper()}"] = ",".join(value)
+        elif value is not None:
             os.environ[f"MLMON_{name.upper()}"] = str(value)
     uvicorn.run(
         "exporter.app:app_from_environment", factory=True, workers=settings.workers, **options

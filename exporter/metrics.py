@@ -118,6 +118,7 @@ class Metrics:
     prediction_confidence: Histogram
     non_finite_predictions: Counter
     payload_parse_errors: Counter
+    feature_issues: Counter
     queue_depth: Gauge
     queue_dropped: Counter
     worker_duration: Histogram
@@ -197,6 +198,12 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             "mlmon_payload_parse_errors",
             "Bodies forwarded but not understood by the protocol adapter.",
             ("protocol", "part", "reason"),
+        ),
+        feature_issues=counter(
+            "mlmon_feature_issues",
+            "Input rows with a data-quality issue, by feature and kind (missing, "
+            "missing_field, type_mismatch, out_of_range, unseen_category, unexpected_field).",
+            ("model", "feature", "kind"),
         ),
         queue_depth=Gauge(
             "mlmon_log_queue_depth",

@@ -1,4 +1,4 @@
-"""Reading a schema YAML file: safe loading, duplicate keys refused, one-line errors.
+"""Schema YAML files: safe loading (duplicate keys refused, one-line errors) and writing.
 
 Kept apart so that only loading a schema file needs PyYAML; feature code does not.
 """
@@ -10,7 +10,14 @@ from typing import Any
 
 import yaml
 
-from exporter.schema import SchemaError
+from exporter.schema import Schema, SchemaError, schema_to_dict
+
+
+def schema_to_yaml(schema: Schema, header: str = "") -> str:
+    """The schema as the YAML a user would write, after `header` (comment lines)."""
+    return header + yaml.safe_dump(
+        schema_to_dict(schema), sort_keys=False, allow_unicode=True, default_flow_style=None
+    )
 
 
 def read_yaml_mapping(path: Path) -> Any:

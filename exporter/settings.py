@@ -83,6 +83,10 @@ class Settings:
         50, check=_at_least_one, help="distinct model/version/class labels before __other__"
     )
     shutdown_timeout_s: float = setting(30.0, check=non_negative)
+    schemas: tuple[str, ...] = setting(
+        (), help="feature schema files (YAML); without one a schema is inferred from traffic"
+    )
+    hash_key_file: str = setting("", help="secret key for features with log: hash")
     prediction: PredictionSettings = PredictionSettings()
     generic: GenericSettings = GenericSettings()
 

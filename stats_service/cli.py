@@ -13,10 +13,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 from exporter.features import SchemaInference
-from exporter.schema import SchemaError, load_schema, schema_to_dict
+from exporter.schema import SchemaError, load_schema
+from exporter.schema_yaml import schema_to_yaml
 from exporter.table import table_to_rows
 from stats_service.baseline import BaselineError, build_baseline, save_baseline
 from stats_service.progress import ProgressBar
@@ -86,9 +85,7 @@ def _run_infer_schema(args: argparse.Namespace) -> None:
         f"# Starting schema inferred by {PROG} from {inference.rows_seen} rows of "
         f"{args.data.name}.\n# Review types, ranges, categories and nullable before use.\n"
     )
-    text = header + yaml.safe_dump(
-        schema_to_dict(schema), sort_keys=False, allow_unicode=True, default_flow_style=None
-    )
+    text = schema_to_yaml(schema, header)
     if args.out is None:
         sys.stdout.write(text)
     else:

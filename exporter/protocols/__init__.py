@@ -134,18 +134,21 @@ _ADAPTERS: dict[str, _Adapter] = {
 def parse(protocol: str, exchange: Exchange, config: AdapterConfig) -> ParsedExchange:
     """Rows from the request and, for a 2xx response, predictions from the response.
 
-    Raises only `PayloadError`; ValueError for a protocol not in PROTOCOLS is a
-    programming error, not a payload one.
+    Raises only `PayloadError`, and only for the request: an unreadable response
+    must not cost the request's rows, so its error is returned in `response_error`.
+    ValueError for a protocol not in PROTOCOLS is a programming error.
     """
     adapter = _ADAPTERS.get(protocol)
     if adapter is None:
         raise ValueError(f"unknown protocol {protocol!r}")
     parse_request, parse_response = adapter
     request = _guarded("request", parse_request, exchange, config)
+    response, response_error = ResponsePart(), None
     if 200 <= exchange.status < 300:
-        response = _guarded("response", parse_response, exchange, config)
-    else:
-        response = ResponsePart()
+        try:
+            response = _guarded("response", parse_response, exchange, config)
+        except PayloadError as error:
+            response_error = error
     return ParsedExchange(
         protocol=protocol,
         model=response.model or request.model,
@@ -153,6 +156,7 @@ def parse(protocol: str, exchange: Exchange, config: AdapterConfig) -> ParsedExc
         rows=request.rows,
         predictions=response.predictions,
         tensors=request.tensors + response.tensors,
+        response_error=response_error,
     )
 
 

@@ -87,6 +87,7 @@ class ParsedExchange:
     rows: list[dict[str, Any]] = field(default_factory=list)
     predictions: list[Prediction] = field(default_factory=list)
     tensors: list[TensorInfo] = field(default_factory=list)
+    response_error: PayloadError | None = None  # rows are kept when only the response is bad
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import csv
 import io
 from typing import Any
 
+from exporter.features import coerce_csv_cell
 from exporter.protocols.base import (
     AdapterConfig,
     Exchange,
@@ -107,18 +108,8 @@ def _csv_rows(body: bytes) -> list[dict[str, Any]]:
             raise PayloadError(
                 "request", "invalid_csv", f"line {number}: {len(record)} cells, {len(header)} names"
             )
-        rows.append({name: _cell(cell) for name, cell in zip(header, record, strict=True)})
+        # The baseline reads training CSV through the same coercion: no skew.
+        rows.append(
+            {name: coerce_csv_cell(cell) for name, cell in zip(header, record, strict=True)}
+        )
     return rows
-
-
-def _cell(text: str) -> Any:
-    if not text:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text

@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from exporter.protocols.base import Exchange
+from exporter.protocols import parse
+from exporter.protocols.base import AdapterConfig, Exchange, ParsedExchange
+
+
+def parse_strict(protocol: str, exchange: Exchange, config: AdapterConfig) -> ParsedExchange:
+    """`parse`, raising the response's error too: these tests look at each part's errors."""
+    parsed = parse(protocol, exchange, config)
+    if parsed.response_error is not None:
+        raise parsed.response_error
+    return parsed
 
 
 def body(value: Any) -> bytes:

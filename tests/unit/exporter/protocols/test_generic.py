@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
-from exporter.protocols import parse
 from exporter.protocols.base import AdapterConfig, ParsedExchange, PayloadError, Prediction
 from exporter.protocols.generic import compile_selector
-from tests.unit.exporter.protocols.helpers import exchange
+from tests.unit.exporter.protocols.helpers import exchange, parse_strict
 
 REQUEST = {
     "model": "fraud",
@@ -29,7 +28,7 @@ RESPONSE = {
 def generic(
     config: AdapterConfig, request: object = REQUEST, response: object = RESPONSE, **kw: Any
 ) -> ParsedExchange:
-    return parse("generic", exchange(request, response, path="/score", **kw), config)
+    return parse_strict("generic", exchange(request, response, path="/score", **kw), config)
 
 
 def test_selector_syntax() -> None:

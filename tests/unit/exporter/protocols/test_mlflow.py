@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from exporter.protocols import parse
 from exporter.protocols.base import AdapterConfig, ParsedExchange, PayloadError, Prediction
-from tests.unit.exporter.protocols.helpers import exchange
+from tests.unit.exporter.protocols.helpers import exchange, parse_strict
 
 CONFIG = AdapterConfig()
 RESPONSE = {"predictions": [0.5, 1.5]}
@@ -24,7 +23,7 @@ def mlflow(
 ) -> ParsedExchange:
     headers = {} if content_type is None else {"content-type": content_type}
     ex = exchange(request, response, path="/invocations", request_headers=headers, **kw)
-    return parse("mlflow", ex, CONFIG)
+    return parse_strict("mlflow", ex, CONFIG)
 
 
 @pytest.mark.parametrize(

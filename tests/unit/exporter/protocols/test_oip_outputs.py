@@ -6,9 +6,8 @@ import math
 
 import pytest
 
-from exporter.protocols import parse
 from exporter.protocols.base import AdapterConfig, PayloadError, Prediction
-from tests.unit.exporter.protocols.helpers import exchange
+from tests.unit.exporter.protocols.helpers import exchange, parse_strict
 from tests.unit.exporter.protocols.v2_payloads import SPEC_REQUEST, SPEC_RESPONSE, v2
 
 
@@ -28,7 +27,7 @@ def test_class_probabilities_use_configured_class_names() -> None:
         {"name": "out", "shape": [2, 3], "datatype": "FP32", "data": [0.1, 0.7, 0.2, 0.6, 0.3, 0.1]}
     )
     config = AdapterConfig(class_names=("setosa", "versicolor", "virginica"))
-    parsed = parse("v2", exchange(SPEC_REQUEST, response), config)
+    parsed = parse_strict("v2", exchange(SPEC_REQUEST, response), config)
     assert [(p.label, p.score) for p in parsed.predictions] == [
         ("versicolor", 0.7),
         ("setosa", 0.6),
@@ -64,7 +63,9 @@ def test_integer_label_output_maps_to_class_names() -> None:
         },
         {"name": "label", "shape": [2, 1], "datatype": "INT64", "data": [0, 1]},
     )
-    parsed = parse("v2", exchange(SPEC_REQUEST, response), AdapterConfig(class_names=("no", "yes")))
+    parsed = parse_strict(
+        "v2", exchange(SPEC_REQUEST, response), AdapterConfig(class_names=("no", "yes"))
+    )
     assert [p.label for p in parsed.predictions] == ["no", "yes"]
 
 

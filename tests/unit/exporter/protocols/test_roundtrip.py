@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from exporter.protocols import parse, route
+from exporter.protocols import route
 from exporter.protocols.base import AdapterConfig, Exchange, ParsedExchange, TensorInfo
 from tests.support.model_apps import sigmoid
 from tests.support.model_servers import ModelServer
+from tests.unit.exporter.protocols.helpers import parse_strict
 
 GENERIC = AdapterConfig(
     rows_selector="$.records",
@@ -73,7 +74,7 @@ def round_trip(
         response_headers={k.lower(): v for k, v in response_headers.items()},
         response_body=response_body,
     )
-    return parse(protocol, exchange, config or AdapterConfig())
+    return parse_strict(protocol, exchange, config or AdapterConfig())
 
 
 def p(*values: float) -> float:

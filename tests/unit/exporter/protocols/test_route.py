@@ -10,7 +10,7 @@ import pytest
 from exporter import protocols
 from exporter.protocols import PROTOCOLS, Route, parse, route
 from exporter.protocols.base import PARSE_ERROR_REASONS, AdapterConfig, PayloadError, ResponsePart
-from tests.unit.exporter.protocols.helpers import exchange
+from tests.unit.exporter.protocols.helpers import exchange, parse_strict
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_route_cache_is_bounded() -> None:
 
 def test_parse_rejects_an_unknown_protocol() -> None:
     with pytest.raises(ValueError):
-        parse("grpc", exchange({}), AdapterConfig())
+        parse_strict("grpc", exchange({}), AdapterConfig())
 
 
 def test_unforeseen_adapter_errors_become_payload_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +101,7 @@ def test_unforeseen_adapter_errors_become_payload_errors(monkeypatch: pytest.Mon
     request_parser = protocols._ADAPTERS["v1"][0]
     monkeypatch.setitem(protocols._ADAPTERS, "v1", (request_parser, broken))
     with pytest.raises(PayloadError) as error:
-        parse("v1", exchange({"instances": [1]}, {"predictions": [1]}), AdapterConfig())
+        parse_strict("v1", exchange({"instances": [1]}, {"predictions": [1]}), AdapterConfig())
     assert (error.value.part, error.value.reason) == ("response", "invalid_shape")
     assert "RecursionError" in error.value.detail
 
@@ -135,7 +135,7 @@ HOSTILE = [
 def test_hostile_request_bodies(protocol: str, payload: bytes, reason: str) -> None:
     ex = exchange(payload, {"predictions": [1]})
     with pytest.raises(PayloadError) as error:
-        parse(protocol, ex, GENERIC)
+        parse_strict(protocol, ex, GENERIC)
     assert (error.value.part, error.value.reason) == ("request", reason)
 
 
@@ -144,7 +144,7 @@ def test_truncated_request_bodies(protocol: str) -> None:
     whole = json.dumps(VALID_REQUESTS[protocol]).encode()
     for cut in range(1, len(whole)):
         with pytest.raises(PayloadError) as error:
-            parse(protocol, exchange(whole[:cut]), GENERIC)
+            parse_strict(protocol, exchange(whole[:cut]), GENERIC)
         assert error.value.reason == "invalid_json"
 
 
@@ -153,7 +153,7 @@ def test_truncated_request_bodies(protocol: str) -> None:
 def test_hostile_response_bodies(protocol: str, payload: bytes, reason: str) -> None:
     ex = exchange(VALID_REQUESTS[protocol], payload)
     with pytest.raises(PayloadError) as error:
-        parse(protocol, ex, GENERIC)
+        parse_strict(protocol, ex, GENERIC)
     assert (error.value.part, error.value.reason) == ("response", reason)
 
 
@@ -168,7 +168,7 @@ def _nested(depth: int) -> bytes:
 
 
 def test_deep_but_parseable_json_is_read() -> None:
-    parsed = parse("v1", exchange(_nested(300), {"predictions": [1]}), AdapterConfig())
+    parsed = parse_strict("v1", exchange(_nested(300), {"predictions": [1]}), AdapterConfig())
     row = parsed.rows[0]
     assert row["image"] == {"b64_bytes": 3}
     value = row["x"]
@@ -180,5 +180,15 @@ def test_deep_but_parseable_json_is_read() -> None:
 def test_json_deeper_than_the_adapters_can_walk_is_counted_not_raised() -> None:
     # json accepts this depth, but walking it for b64 values exceeds the recursion limit.
     with pytest.raises(PayloadError) as error:
-        parse("v1", exchange(_nested(700), {"predictions": [1]}), AdapterConfig())
+        parse_strict("v1", exchange(_nested(700), {"predictions": [1]}), AdapterConfig())
     assert (error.value.part, error.value.reason) == ("request", "invalid_shape")
+
+
+@pytest.mark.parametrize("response", [b"", b"<html>oops</html>", b'{"unexpected": 1}'])
+def test_an_unreadable_response_keeps_the_request_rows(response: bytes) -> None:
+    request = {"instances": [{"a": 1}, {"a": 2}]}
+    parsed = parse("v1", exchange(request, response), AdapterConfig())
+    assert parsed.rows == [{"a": 1}, {"a": 2}]
+    assert parsed.predictions == []
+    assert parsed.response_error is not None
+    assert parsed.response_error.part == "response"

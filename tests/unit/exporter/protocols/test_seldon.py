@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from exporter.protocols import parse
 from exporter.protocols.base import (
     AdapterConfig,
     ParsedExchange,
@@ -15,7 +14,7 @@ from exporter.protocols.base import (
     Prediction,
     TensorInfo,
 )
-from tests.unit.exporter.protocols.helpers import exchange
+from tests.unit.exporter.protocols.helpers import exchange, parse_strict
 
 CONFIG = AdapterConfig()
 # The sklearn iris example's answer: class probabilities named t:0..t:2.
@@ -40,7 +39,7 @@ IRIS_ROWS = [
 
 def seldon(request: object, response: object = IRIS_RESPONSE, **kw: Any) -> ParsedExchange:
     ex = exchange(request, response, path="/api/v1.0/predictions", **kw)
-    return parse("seldon", ex, CONFIG)
+    return parse_strict("seldon", ex, CONFIG)
 
 
 def test_ndarray_with_names_and_class_probabilities() -> None:
@@ -124,7 +123,7 @@ def test_wrong_envelopes_are_invalid_shape(request_body: object) -> None:
 def test_response_without_names_uses_configured_class_names() -> None:
     response = {"data": {"ndarray": [[0.2, 0.8]]}}
     ex = exchange(IRIS_REQUEST, response)
-    parsed = parse("seldon", ex, AdapterConfig(class_names=("ok", "fraud")))
+    parsed = parse_strict("seldon", ex, AdapterConfig(class_names=("ok", "fraud")))
     assert parsed.predictions == [Prediction(value=0.8, label="fraud", score=0.8)]
 
 

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from exporter.protocols import parse
 from exporter.protocols.base import AdapterConfig, ParsedExchange, PayloadError, Prediction
-from tests.unit.exporter.protocols.helpers import exchange
+from tests.unit.exporter.protocols.helpers import exchange, parse_strict
 
 CONFIG = AdapterConfig()
 PREDICTIONS = {"predictions": [[0.25, 0.75], [0.5, 0.5]]}
@@ -35,7 +34,7 @@ COLUMNAR_FORMAT = {
 
 def v1(request: object, response: object = PREDICTIONS, **kwargs: Any) -> ParsedExchange:
     path = "/v1/models/half_plus_two:predict"
-    return parse("v1", exchange(request, response, path=path, **kwargs), CONFIG)
+    return parse_strict("v1", exchange(request, response, path=path, **kwargs), CONFIG)
 
 
 def test_row_and_columnar_formats_give_the_same_rows() -> None:
@@ -101,7 +100,7 @@ def test_classify_examples_merge_the_context() -> None:
         "examples": [{"type": "free"}, {"type": "paid", "age": 40}],
     }
     response = {"result": [[["spam", 0.9], ["ham", 0.1]], [["spam", 0.2], ["ham", 0.8]]]}
-    parsed = parse("v1", exchange(request, response, path="/v1/models/m:classify"), CONFIG)
+    parsed = parse_strict("v1", exchange(request, response, path="/v1/models/m:classify"), CONFIG)
     assert parsed.rows == [
         {"country": "US", "age": 30, "type": "free"},
         {"country": "US", "age": 40, "type": "paid"},
@@ -147,7 +146,7 @@ def test_probability_predictions() -> None:
 def test_regression_predictions_with_a_binary_task() -> None:
     config = AdapterConfig(task="binary", class_names=("ham", "spam"), threshold=0.6)
     ex = exchange({"instances": [1.0, 2.0]}, {"predictions": [0.7, 0.2]})
-    assert parse("v1", ex, config).predictions == [
+    assert parse_strict("v1", ex, config).predictions == [
         Prediction(value=0.7, label="spam", score=0.7),
         Prediction(value=0.2, label="ham", score=0.8),
     ]
@@ -169,7 +168,9 @@ def test_multi_output_rows_use_the_class_vocabulary() -> None:
 
 def test_columnar_outputs() -> None:
     response = {"outputs": {"probabilities": [[0.9, 0.1], [0.2, 0.8]], "class_ids": [[0], [1]]}}
-    parsed = parse("v1", exchange(COLUMNAR_FORMAT, response), AdapterConfig(class_names=("a", "b")))
+    parsed = parse_strict(
+        "v1", exchange(COLUMNAR_FORMAT, response), AdapterConfig(class_names=("a", "b"))
+    )
     assert parsed.predictions == [
         Prediction(value=0.1, label="a", score=0.9),
         Prediction(value=0.8, label="b", score=0.8),

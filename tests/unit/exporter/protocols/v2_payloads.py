@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.protocols import parse
 from exporter.protocols.base import AdapterConfig, ParsedExchange
-from tests.unit.exporter.protocols.helpers import exchange
+from tests.unit.exporter.protocols.helpers import exchange, parse_strict
 
 CONFIG = AdapterConfig()
 
@@ -31,6 +30,6 @@ SPEC_RESPONSE = {
 
 
 def v2(request: object, response: object = b"", **kwargs: Any) -> ParsedExchange:
-    return parse(
+    return parse_strict(
         "v2", exchange(request, response, path="/v2/models/mymodel/infer", **kwargs), CONFIG
     )

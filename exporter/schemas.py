@@ -1,0 +1,104 @@
+"""Which feature schema applies to which model, or, without one, what traffic suggests.
+
+A schema file with `model: m` applies to model m; one without applies to every
+model no other file names. Without any schema the sidecar still works: rows are
+flattened and a schema is inferred as they come (bounded), for the user to fetch
+from `/schema` and edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exporter.errors import SettingsError
+from exporter.features import FeatureBatch, SchemaInference, compute_features
+from exporter.schema import Schema, SchemaError, load_schema
+from exporter.settings import Settings
+
+# Schemaless mode keeps one inference per model: bounded, like the labels.
+MAX_INFERRED_MODELS = 20
+
+
+@dataclass(frozen=True)
+class SchemaSet:
+    by_model: dict[str, Schema]
+    default: Schema | None
+    hash_key: bytes | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SchemaSet:
+        """Load and check every schema file; errors name the file and key."""
+        by_model: dict[str, Schema] = {}
+        default: Schema | None = None
+        for path in settings.schemas:
+            try:
+                schema = load_schema(path)
+            except SchemaError as exc:
+                raise SettingsError(f"key 'schemas': {exc}") from None
+            if schema.model is None:
+                if default is not None:
+                    raise SettingsError(
+                        f"key 'schemas': {path}: a second schema without 'model:'; "
+                        "expected at most one default schema"
+                    )
+                default = schema
+            else:
+                by_model[schema.model] = schema
+        hash_key = _read_hash_key(settings.hash_key_file)
+        hashed = [s for s in [*by_model.values(), default] if s is not None and s.hashed_features()]
+        if hashed and hash_key is None:
+            raise SettingsError(
+                "key 'hash_key_file': expected a file with the secret key, because features "
+                f"{', '.join(hashed[0].hashed_features())} have log: hash"
+            )
+        return cls(by_model, default, hash_key)
+
+    def for_model(self, model: str) -> Schema | None:
+        return self.by_model.get(model, self.default)
+
+    @property
+    def empty(self) -> bool:
+        return not self.by_model and self.default is None
+
+
+@dataclass
+class FeatureStage:
+    """Features and data-quality issues per row, or schema inference without a schema."""
+
+    schemas: SchemaSet
+    inferences: dict[str, SchemaInference] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set)
+
+    def run(self, model: str, rows: list[dict[str, Any]]) -> FeatureBatch | None:
+        if not rows:
+            return None
+        schema = self.schemas.for_model(model)
+        if schema is not None:
+            return compute_features(schema, rows, hash_key=self.schemas.hash_key)
+        inference = self.inferences.get(model)
+        if inference is None:
+            if len(self.inferences) >= MAX_INFERRED_MODELS:
+                return None
+            inference = self.inferences[model] = SchemaInference()
+        inference.update(rows)
+        self.changed.add(model)
+        return None
+
+    def take_inferred(self) -> dict[str, Schema]:
+        """Schemas inferred since the last call, by model."""
+        models, self.changed = self.changed, set()
+        return {m: self.inferences[m].schema(model=m) for m in models}
+
+
+def _read_hash_key(path: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        key = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise SettingsError(f"key 'hash_key_file': cannot read {path}: {exc.strerror}") from None
+    if len(key) < 16:
+        raise SettingsError(f"key 'hash_key_file': {path}: expected a key of at least 16 bytes")
+    return key
