@@ -18,9 +18,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
 
+from exporter.frames import CapturedExchange, FrameReader
 from exporter.metrics import Metrics
 from exporter.settings import Settings
-from exporter.worker import CapturedExchange, FrameReader, analysis_main
+from exporter.worker import analysis_main
 
 _F_SETPIPE_SZ = 1031  # Linux: grow the pipe so bursts do not fill it
 _PIPE_BYTES = 1024 * 1024

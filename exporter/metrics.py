@@ -218,9 +218,10 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         worker_duration=histogram(
             "mlmon_worker_duration_seconds",
-            "Background time to analyse one exchange (parse, adapter, prediction metrics).",
+            "Time the analysis process took for one drained batch of exchanges "
+            "(adapter, features, data quality, prediction metrics).",
             (),
-            OVERHEAD_BUCKETS,
+            LATENCY_BUCKETS,
         ),
         model_info=Gauge(
             "mlmon_model_info",

@@ -17,10 +17,10 @@ from typing import Any
 from exporter import protocols
 from exporter.capture import CaptureChannel
 from exporter.errors import UpstreamError
+from exporter.frames import CapturedExchange
 from exporter.metrics import LabelCap, Metrics
 from exporter.settings import Settings
 from exporter.upstream import Headers, UpstreamPool, UpstreamResponse
-from exporter.worker import CapturedExchange
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

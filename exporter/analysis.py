@@ -1,0 +1,146 @@
+"""Analysis of a batch of exchanges: adapter, features, data quality, prediction metrics.
+
+Features are computed once per model for all the rows of a drained batch: the
+feature code is vectorised over rows, and its cost per call (per feature) is what
+one-request-at-a-time would pay again and again (2.6 ms per request for 150
+features, against about 0.1 ms when 20 requests share the call).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from exporter import protocols
+from exporter.features import FeatureBatch
+from exporter.frames import CapturedExchange
+from exporter.metrics import LabelCap, Metrics
+from exporter.protocols.base import AdapterConfig, Exchange, ParsedExchange, PayloadError
+from exporter.schemas import FeatureStage
+from exporter.settings import Settings
+from exporter.upstream import Headers
+
+
+@dataclass(frozen=True)
+class AnalysedExchange:
+    item: CapturedExchange
+    model: str
+    parsed: ParsedExchange
+    first_row: int  # where this exchange's rows start in its model's FeatureBatch
+
+
+@dataclass(frozen=True)
+class AnalysedBatch:
+    exchanges: list[AnalysedExchange]
+    features: dict[str, FeatureBatch]  # by model; absent without a schema for it
+
+
+class Analyzer:
+    def __init__(self, settings: Settings, metrics: Metrics, features: FeatureStage) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self.features = features
+        self.versions: dict[str, str] = {}
+        # Feature names in issues can come from clients (unexpected fields): bounded.
+        self._feature_label = LabelCap(settings.max_label_values * 4)
+        self._model_label = LabelCap(settings.max_label_values, settings.models)
+        self._class_label = LabelCap(settings.max_label_values, settings.prediction.classes)
+        p, g = settings.prediction, settings.generic
+        self._adapter_config = AdapterConfig(
+            class_names=p.classes,
+            task=p.task,
+            threshold=p.threshold,
+            rows_selector=g.rows,
+            predictions_selector=g.predictions,
+            model_selector=g.model,
+            version_selector=g.version,
+        )
+
+    def process(self, items: Sequence[CapturedExchange]) -> AnalysedBatch:
+        exchanges: list[AnalysedExchange] = []
+        rows_by_model: dict[str, list[dict[str, object]]] = {}
+        for item in items:
+            parsed = self._parse(item)
+            if parsed is None:
+                continue
+            model = self._model_label(
+                item.path_model or parsed.model or self._settings.model or "unknown"
+            )
+            rows = rows_by_model.setdefault(model, [])
+            exchanges.append(AnalysedExchange(item, model, parsed, len(rows)))
+            rows.extend(parsed.rows)
+            self._record(item, model, parsed)
+        features: dict[str, FeatureBatch] = {}
+        for model, rows in rows_by_model.items():
+            batch = self.features.run(model, rows)
+            if batch is not None:
+                features[model] = batch
+                self._record_issues(model, batch)
+        return AnalysedBatch(exchanges, features)
+
+    def _parse(self, item: CapturedExchange) -> ParsedExchange | None:
+        m = self._metrics
+        if item.oversize:
+            m.payload_parse_errors.labels(item.protocol, item.oversize, "too_large").inc()
+            return None
+        exchange = Exchange(
+            method=item.method,
+            path=item.path,
+            query=item.query.decode("latin-1"),
+            request_headers=_decode_headers(item.request_headers),
+            request_body=item.request_body,
+            status=item.status,
+            response_headers=_decode_headers(item.response_headers),
+            response_body=item.response_body,
+        )
+        try:
+            parsed = protocols.parse(item.protocol, exchange, self._adapter_config)
+        except PayloadError as error:
+            m.payload_parse_errors.labels(item.protocol, error.part, error.reason).inc()
+            return None
+        except Exception:  # a bug in an adapter must not stop the analysis
+            m.payload_parse_errors.labels(item.protocol, "request", "internal_error").inc()
+            return None
+        if parsed.response_error is not None:
+            reason = parsed.response_error.reason
+            m.payload_parse_errors.labels(item.protocol, "response", reason).inc()
+        return parsed
+
+    def _record(self, item: CapturedExchange, model: str, parsed: ParsedExchange) -> None:
+        m = self._metrics
+        version = item.path_version or parsed.model_version or self._settings.model_version
+        if version and self.versions.get(model) != version:
+            previous = self.versions.get(model)
+            if previous is not None:
+                m.model_info.remove(model, previous)
+            self.versions[model] = version
+            m.model_info.labels(model, version).set(1)
+        if parsed.rows or parsed.tensors:
+            m.batch_size.labels(model).observe(
+                len(parsed.rows) or max((t.shape[0] for t in parsed.tensors if t.shape), default=1)
+            )
+        value_hist = m.prediction_value.labels(model)
+        confidence_hist = m.prediction_confidence.labels(model)
+        for prediction in parsed.predictions:
+            numbers = [x for x in (prediction.value, prediction.score) if x is not None]
+            if any(not math.isfinite(x) for x in numbers):
+                m.non_finite_predictions.labels(model).inc()
+                continue
+            if prediction.label is not None:
+                m.predictions.labels(model, self._class_label(prediction.label)).inc()
+            if prediction.value is not None:
+                value_hist.observe(prediction.value)
+            if prediction.score is not None:
+                confidence_hist.observe(prediction.score)
+
+    def _record_issues(self, model: str, batch: FeatureBatch) -> None:
+        for code, count in batch.issue_counts().items():
+            kind, _, feature = code.partition(":")
+            self._metrics.feature_issues.labels(model, self._feature_label(feature), kind).inc(
+                count
+            )
+
+
+def _decode_headers(headers: Headers) -> dict[str, str]:
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in headers}
