@@ -27,33 +27,14 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-# RFC 9110 7.6.1 connection-specific fields, plus what this proxy sets itself:
-# it buffers the request (so Expect and framing are its own) and names the upstream host.
-_REQUEST_DROP = frozenset(
-    {
-        b"connection",
-        b"proxy-connection",
-        b"keep-alive",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"expect",
-        b"content-length",
-        b"host",
-    }
-)
-_RESPONSE_DROP = frozenset(
-    {
-        b"connection",
-        b"proxy-connection",
-        b"keep-alive",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
+# RFC 9110 7.6.1: connection-specific fields are not forwarded in either direction.
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"proxy-connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding",
+     b"upgrade"}
+)  # fmt: skip
+_RESPONSE_DROP = _HOP_BY_HOP
+# The proxy buffers the request (so Expect and framing are its own) and names the host.
+_REQUEST_DROP = _HOP_BY_HOP | {b"expect", b"content-length", b"host"}
 _BODY_ID = re.compile(rb'[{,]\s*"id"\s*:\s*"((?:[^"\\]){1,256})"')
 _ID_SCAN_BYTES = 64 * 1024
 _NO_PROTOCOL = "none"

@@ -134,6 +134,17 @@ def load_json(body: bytes, part: Part) -> Any:
         raise PayloadError(part, "invalid_json", str(exc)[:200]) from exc
 
 
+def load_envelope(body: bytes, part: Part, keys: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """A JSON object with exactly one of `keys`: (that key, the object)."""
+    document = load_json(body, part)
+    if not isinstance(document, dict):
+        raise PayloadError(part, "invalid_shape", "body is not a JSON object")
+    present = [key for key in keys if key in document]
+    if len(present) != 1:
+        raise PayloadError(part, "invalid_shape", f"expected exactly one of {tuple(keys)}")
+    return present[0], document
+
+
 def predictions_from_outputs(values: Sequence[Any], config: AdapterConfig) -> list[Prediction]:
     """Interpret per-row model outputs, whatever their form:
     number -> value (and label/score for a binary task), string -> label,

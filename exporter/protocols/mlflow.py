@@ -29,6 +29,7 @@ from exporter.protocols.base import (
     PayloadError,
     RequestPart,
     ResponsePart,
+    load_envelope,
     load_json,
 )
 from exporter.protocols.outputs import from_value
@@ -45,13 +46,7 @@ def parse_request(exchange: Exchange, config: AdapterConfig) -> RequestPart:
         return RequestPart(rows=_csv_rows(exchange.request_body))
     if media_type and media_type != "application/json" and not media_type.endswith("+json"):
         raise PayloadError("request", "unsupported_content_type", media_type[:100])
-    body = load_json(exchange.request_body, "request")
-    if not isinstance(body, dict):
-        raise PayloadError("request", "invalid_shape", "body is not a JSON object")
-    present = [key for key in _JSON_KEYS if key in body]
-    if len(present) != 1:
-        raise PayloadError("request", "invalid_shape", f"expected exactly one of {_JSON_KEYS}")
-    key = present[0]
+    key, body = load_envelope(exchange.request_body, "request", _JSON_KEYS)
     value = body[key]
     if key == "dataframe_split":
         rows = _split_rows(value)

@@ -31,6 +31,7 @@ from exporter.protocols.base import (
     Prediction,
     RequestPart,
     ResponsePart,
+    load_envelope,
     load_json,
     predictions_from_outputs,
 )
@@ -41,13 +42,7 @@ _REQUEST_KEYS = ("instances", "inputs", "examples")
 
 
 def parse_request(exchange: Exchange, config: AdapterConfig) -> RequestPart:
-    body = load_json(exchange.request_body, "request")
-    if not isinstance(body, dict):
-        raise PayloadError("request", "invalid_shape", "body is not a JSON object")
-    present = [key for key in _REQUEST_KEYS if key in body]
-    if len(present) != 1:
-        raise PayloadError("request", "invalid_shape", f"expected one of {_REQUEST_KEYS}")
-    key = present[0]
+    key, body = load_envelope(exchange.request_body, "request", _REQUEST_KEYS)
     if key == "instances":
         rows = rows_from_instances(body[key], "request")
     elif key == "inputs":
