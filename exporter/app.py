@@ -7,9 +7,11 @@ through a2wsgi on the same server; every other path is proxied by `Proxy`.
 from __future__ import annotations
 
 import gc
+import hmac
 import json
 import os
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -18,13 +20,18 @@ from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry, exposition, multiprocess
 
 from exporter.capture import CaptureChannel
+from exporter.feedback import FeedbackError, parse_feedback
 from exporter.metrics import Metrics, make_metrics
 from exporter.proxy import Proxy, Receive, Scope, Send
+from exporter.records import store_columns
 from exporter.schema_yaml import schema_to_yaml
 from exporter.schemas import SchemaSet
 from exporter.settings import Settings
+from exporter.store import open_store
+from exporter.store.base import InputLog, StoreUnavailable
 
-CONTROL_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/schema"})
+CONTROL_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/schema", "/feedback"})
+FEEDBACK_MAX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -125,6 +132,31 @@ def _control_app(settings: Settings, channel: CaptureChannel, schemas: SchemaSet
         encoder, content_type = exposition.choose_encoder(request.headers.get("Accept", ""))
         return Response(encoder(source), content_type=content_type)
 
+    stores = threading.local()  # one store connection per control thread (SQLite needs it)
+
+    @app.post("/feedback")
+    def feedback() -> Response:
+        """Ground truth for logged rows, upserted by id: before or after the record."""
+        if settings.feedback_token and not hmac.compare_digest(
+            request.headers.get("Authorization", ""), f"Bearer {settings.feedback_token}"
+        ):
+            return _error(401, "missing or wrong bearer token")
+        if (request.content_length or 0) > FEEDBACK_MAX_BYTES:
+            return _error(413, f"body larger than {FEEDBACK_MAX_BYTES} bytes")
+        try:
+            labels = parse_feedback(request.get_data())
+        except FeedbackError as exc:
+            return _error(400, str(exc))
+        try:
+            if getattr(stores, "log", None) is None:
+                stores.log = _feedback_store(settings, schemas)
+            stores.log.add_ground_truth(labels)
+        except StoreUnavailable as exc:
+            response = _error(503, f"input log unavailable, retry later: {exc}")
+            response.headers["Retry-After"] = "5"
+            return response
+        return _json_response(json.dumps({"accepted": len(labels)}), 200)
+
     @app.get("/healthz")
     def healthz() -> Response:
         return _json_response('{"status":"ok"}', 200)
@@ -144,6 +176,21 @@ def _control_app(settings: Settings, channel: CaptureChannel, schemas: SchemaSet
         return _json_response(f'{{"status":"ready","upstream":"{settings.upstream}"}}', 200)
 
     return app
+
+
+def _feedback_store(settings: Settings, schemas: SchemaSet) -> InputLog:
+    """The store for ground truth, with every model of a schema prepared, so a label
+    can be kept even before the model's first record (Elasticsearch needs its index)."""
+    log = open_store(settings)
+    for model in schemas.by_model:
+        columns = store_columns(schemas, model)
+        if columns is not None:
+            log.prepare(columns)
+    return log
+
+
+def _error(status: int, message: str) -> Response:
+    return _json_response(json.dumps({"error": message}), status)
 
 
 def _json_response(body: str, status: int) -> Response:

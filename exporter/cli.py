@@ -14,7 +14,7 @@ from typing import Any
 
 from exporter.errors import SettingsError
 
-_FLAGS = ("upstream", "host", "port", "workers", "protocol", "model", "schemas")
+_FLAGS = ("upstream", "host", "port", "workers", "protocol", "model", "schemas", "store")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,6 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="server processes (default 1)")
     parser.add_argument("--protocol", help="auto (default), v2, v1, mlflow, seldon or generic")
     parser.add_argument("--model", help="model name for protocols whose path carries none")
+    parser.add_argument(
+        "--store",
+        help="input log: sqlite:///path.db (default sqlite:///./mlmon.db) or an "
+        "http(s):// Elasticsearch URL",
+    )
     parser.add_argument(
         "--schema",
         dest="schemas",

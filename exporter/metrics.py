@@ -122,6 +122,9 @@ class Metrics:
     queue_depth: Gauge
     queue_dropped: Counter
     worker_duration: Histogram
+    log_records: Counter
+    log_spool_bytes: Gauge
+    log_write_duration: Histogram
     model_info: Gauge
 
 
@@ -220,6 +223,24 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             "mlmon_worker_duration_seconds",
             "Time the analysis process took for one drained batch of exchanges "
             "(adapter, features, data quality, prediction metrics).",
+            (),
+            LATENCY_BUCKETS,
+        ),
+        log_records=counter(
+            "mlmon_log_records",
+            "Input-log records by outcome: written to the store, spooled to disk while it "
+            "was down, replayed from the spool, dropped (spool full) or failed (refused).",
+            ("outcome",),
+        ),
+        log_spool_bytes=Gauge(
+            "mlmon_log_spool_bytes",
+            "Bytes of records waiting in the on-disk spool.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        ),
+        log_write_duration=histogram(
+            "mlmon_log_write_duration_seconds",
+            "Time of one batch write to the input log.",
             (),
             LATENCY_BUCKETS,
         ),

@@ -55,6 +55,27 @@ class GenericSettings:
     version: str = setting("", check=_selector)
 
 
+def _store_url(value: Any) -> str | None:
+    if value.startswith("sqlite:///") or urlsplit(value).scheme in ("http", "https"):
+        return None
+    return "sqlite:///path/to/file.db or an http(s):// Elasticsearch URL"
+
+
+def _rate(value: Any) -> str | None:
+    return None if 0.0 <= value <= 1.0 else "a number between 0 and 1"
+
+
+@dataclass(frozen=True)
+class ElasticsearchSettings:
+    index_prefix: str = setting("mlmon-inputs")
+    username: str = setting("")
+    password: str = setting("")
+    api_key: str = setting("")
+    ca_certs: str = setting("", help="CA bundle for TLS to the cluster")
+    verify_certs: bool = setting(True)
+    request_timeout_s: float = setting(5.0, check=positive)
+
+
 @dataclass(frozen=True)
 class Settings:
     upstream: str = setting(REQUIRED, check=_upstream_url, help="URL of the model server")
@@ -87,8 +108,22 @@ class Settings:
         (), help="feature schema files (YAML); without one a schema is inferred from traffic"
     )
     hash_key_file: str = setting("", help="secret key for features with log: hash")
+    store: str = setting(
+        "sqlite:///./mlmon.db", check=_store_url, help="the input log: SQLite file or Elasticsearch"
+    )
+    spool_dir: str = setting("./mlmon-spool", help="where records wait while the store is down")
+    spool_max_bytes: int = setting(1 << 30, check=_at_least_one)
+    retention_days: float = setting(30.0, check=positive, help="records older are deleted")
+    log_sample_rate: float = setting(
+        1.0, check=_rate, help="share of requests logged; errors and rows with issues always are"
+    )
+    record_max_bytes: int = setting(
+        64 * 1024, check=_at_least_one, help="larger records keep only the size and hash"
+    )
+    feedback_token: str = setting("", help="bearer token required by POST /feedback")
     prediction: PredictionSettings = PredictionSettings()
     generic: GenericSettings = GenericSettings()
+    elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
 
     def __post_init__(self) -> None:
         if self.protocol == "generic" and not (self.generic.rows or self.generic.predictions):

@@ -19,9 +19,13 @@ from prometheus_client import CollectorRegistry
 from exporter.analysis import Analyzer
 from exporter.frames import CapturedExchange, FrameReader, encode_frame
 from exporter.metrics import make_metrics
+from exporter.records import RecordPolicy, build_records, store_columns
 from exporter.schema_yaml import schema_to_yaml
 from exporter.schemas import FeatureStage, SchemaSet
 from exporter.settings import Settings
+from exporter.store import open_store
+from exporter.store.spool import Spool, claim_directory
+from exporter.store.writer import LogWriter, WriterMetrics
 
 DRAIN_INTERVAL_S = 0.05
 SCHEMA_FEEDBACK_INTERVAL_S = 2.0
@@ -51,7 +55,19 @@ def analysis_main(
     # When CPU is short, serving requests comes first; analysis can wait.
     os.nice(ANALYSIS_NICENESS)
     metrics = make_metrics(CollectorRegistry())  # values go to the multiprocess files
-    analyzer = Analyzer(settings, metrics, FeatureStage(SchemaSet.from_settings(settings)))
+    schemas = SchemaSet.from_settings(settings)
+    analyzer = Analyzer(settings, metrics, FeatureStage(schemas))
+    writer = LogWriter(
+        lambda: open_store(settings),
+        Spool(claim_directory(settings.spool_dir), settings.spool_max_bytes),
+        WriterMetrics(metrics.log_records, metrics.log_spool_bytes, metrics.log_write_duration),
+    )
+    writer.start()
+    policy = RecordPolicy(
+        sample_rate=settings.log_sample_rate,
+        record_max_bytes=settings.record_max_bytes,
+        default_version=settings.model_version,
+    )
     feedback = Feedback(feedback_fd)
     reader = FrameReader()
     while data := os.read(exchanges_fd, _READ_BYTES):
@@ -59,7 +75,12 @@ def analysis_main(
         if items:
             started = time.perf_counter()
             try:
-                analyzer.process(items)
+                batch = analyzer.process(items)
+                for model in batch.features:
+                    columns = store_columns(schemas, model)
+                    if columns is not None:
+                        writer.prepare(columns)
+                writer.submit(build_records(batch, schemas, analyzer.versions, policy))
             except Exception:  # a bug here must not stop the analysis of what follows
                 metrics.payload_parse_errors.labels("", "request", "internal_error").inc(len(items))
             metrics.worker_duration.observe(time.perf_counter() - started)
@@ -68,6 +89,7 @@ def analysis_main(
         feedback.send(analyzer)
         time.sleep(DRAIN_INTERVAL_S)
     os.close(exchanges_fd)
+    writer.stop(settings.shutdown_timeout_s)
     feedback.close()
 
 

@@ -16,7 +16,7 @@ FeatureValue = float | str | None
 LabelValue = str | float | int | bool
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Exception):  # noqa: N818 - a state of the store, not a bug
     """The store is down, slow or rejecting: retry later (the records are not lost)."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -71,6 +72,16 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
             process.wait(5)
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and its children (the sidecar's analysis process), no cleanup."""
+    children = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    for target in [pid, *map(int, children)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, signal.SIGKILL)
+
+
 @contextmanager
 def running(
     cmd: Sequence[str],
@@ -113,8 +124,10 @@ def sidecar(
     config: str = "",
     args: Sequence[str] = (),
     env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[Sidecar]:
-    port = free_port()
+    """A live mlmon-exporter; its input log and spool default to files under tmp_path."""
+    port = port or free_port()
     cmd = [str(VENV_BIN / "mlmon-exporter"), "--upstream", upstream, "--port", str(port), *args]
     if config:
         config_path = tmp_path / f"sidecar-{port}.yaml"
@@ -122,5 +135,10 @@ def sidecar(
         cmd += ["--config", str(config_path)]
     log = tmp_path / f"sidecar-{port}.log"
     url = f"http://127.0.0.1:{port}"
-    with running(cmd, ready_url=f"{url}/healthz", env=env, log=log) as process:
+    environment = {
+        "MLMON_STORE": f"sqlite:///{tmp_path}/mlmon.db",
+        "MLMON_SPOOL_DIR": str(tmp_path / "spool"),
+        **(env or {}),
+    }
+    with running(cmd, ready_url=f"{url}/healthz", env=environment, log=log) as process:
         yield Sidecar(process, url, log)

@@ -27,7 +27,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
-def wait_for(url: str, check: Callable[[Samples], bool], timeout: float = 10) -> Samples:
+def wait_for(url: str, check: Callable[[Samples], bool], timeout: float = 30) -> Samples:
     """Scrape until `check` holds: the worker updates metrics after the response."""
     deadline = time.monotonic() + timeout
     samples = scrape(url)

@@ -1,0 +1,202 @@
+"""Writes records to the input log from a thread of the analysis process; loses nothing.
+
+The analysis hands records over with `submit` and goes on: a slow store never holds
+it. The writer thread sends batches to the store. When the store fails (down, slow
+past its timeout, rejecting), the batch goes to the on-disk spool, the store is
+marked down, and later batches go straight to the spool; the store is probed again
+after a backoff (1 s doubling to 10 s) by replaying the oldest spooled segment.
+While anything is spooled, new records are spooled behind it, so the store receives
+records in order. Only when the spool is full are records dropped, and counted.
+
+The most a SIGKILL can lose is what sits in memory: the hand-over queue here
+(`max_pending` records) and the serving process's pipe (`queue_max_items`
+exchanges). On SIGTERM both are flushed to the store or, failing that, the spool.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from exporter.store.base import InputLog, LogRecord, StoreColumns, StoreUnavailable
+from exporter.store.spool import Spool
+
+_BACKOFF_START_S = 1.0
+_BACKOFF_MAX_S = 10.0
+
+
+@dataclass(frozen=True)
+class WriterMetrics:
+    records: Counter  # labels: outcome
+    spool_bytes: Gauge
+    write_duration: Histogram
+
+
+class LogWriter:
+    def __init__(
+        self,
+        open_store: Callable[[], InputLog],
+        spool: Spool,
+        metrics: WriterMetrics,
+        *,
+        batch_size: int = 1000,
+        flush_interval_s: float = 0.5,
+        max_pending: int = 50_000,
+    ) -> None:
+        self._open_store = open_store
+        self._store: InputLog | None = None
+        self._spool = spool
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._flush_interval_s = flush_interval_s
+        self._max_pending = max_pending
+        self._pending: deque[LogRecord] = deque()
+        # Only the writer thread touches the store (a SQLite connection is per thread):
+        # layouts asked for by the analysis wait here until the thread applies them.
+        self._wanted: dict[str, StoreColumns] = {}
+        self._prepared: dict[str, StoreColumns] = {}
+        self._condition = threading.Condition()
+        self._stopping = False
+        self._store_up = True
+        self._next_probe = 0.0
+        self._backoff = _BACKOFF_START_S
+        self._rejected_seen = 0
+        self._outcome = {
+            name: metrics.records.labels(name)
+            for name in ("written", "spooled", "replayed", "dropped", "failed")
+        }
+        metrics.spool_bytes.set(spool.bytes)
+        self._thread = threading.Thread(target=self._run, name="mlmon-log-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def prepare(self, columns: StoreColumns) -> None:
+        """Tell the store a model's feature layout before its records are written."""
+        with self._condition:
+            self._wanted[columns.model] = columns
+
+    def submit(self, records: Sequence[LogRecord]) -> None:
+        """Queue records for the store; past `max_pending`, they go to the spool now."""
+        with self._condition:
+            room = self._max_pending - len(self._pending)
+            self._pending.extend(records[:room])
+            self._condition.notify()
+        if len(records) > room:
+            self._to_spool(list(records[room:]))
+
+    def stop(self, timeout: float) -> None:
+        """Write what is queued (to the store, else the spool), then stop."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify()
+        self._thread.join(timeout)
+        leftover = list(self._pending)
+        self._pending.clear()
+        if leftover:
+            self._to_spool(leftover)
+
+    @property
+    def store_up(self) -> bool:
+        return self._store_up
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if self._store is not None:
+                self._store.close()
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if self._spool or not self._store_up:
+                if batch:
+                    self._to_spool(batch)
+                self._replay_one()
+            elif batch:
+                self._write(batch)
+
+    def _next_batch(self) -> list[LogRecord] | None:
+        with self._condition:
+            if not self._pending and not self._stopping:
+                self._condition.wait(self._flush_interval_s)
+            if self._stopping and not self._pending:
+                return None
+            count = min(len(self._pending), self._batch_size)
+            return [self._pending.popleft() for _ in range(count)]
+
+    def _ready_store(self) -> InputLog:
+        """The store, opened on this thread; prepared for every model asked for."""
+        if self._store is None:
+            self._store = self._open_store()  # may raise StoreUnavailable: tried again later
+        with self._condition:
+            wanted = [c for m, c in self._wanted.items() if self._prepared.get(m) != c]
+        for columns in wanted:
+            self._store.prepare(columns)  # StoreUnavailable: the batch is spooled, asked again
+            self._prepared[columns.model] = columns
+        return self._store
+
+    def _write(self, batch: list[LogRecord]) -> None:
+        started = time.perf_counter()
+        try:
+            self._ready_store().write(batch)
+        except StoreUnavailable:
+            self._mark_down()
+            self._to_spool(batch)
+            return
+        finally:
+            self._metrics.write_duration.observe(time.perf_counter() - started)
+        self._outcome["written"].inc(len(batch))
+        self._count_rejected()
+
+    def _replay_one(self) -> None:
+        if not self._store_up and time.monotonic() < self._next_probe:
+            if not self._stopping:
+                time.sleep(min(0.1, self._next_probe - time.monotonic()))
+            return
+        segment = self._spool.oldest()
+        if segment is None:
+            self._store_up = True
+            return
+        started = time.perf_counter()
+        try:
+            self._ready_store().write(segment.records)
+        except StoreUnavailable:
+            self._mark_down()
+            return
+        finally:
+            self._metrics.write_duration.observe(time.perf_counter() - started)
+        self._spool.remove(segment)
+        self._metrics.spool_bytes.set(self._spool.bytes)
+        self._outcome["replayed"].inc(len(segment.records))
+        self._count_rejected()
+        self._store_up, self._backoff = True, _BACKOFF_START_S
+
+    def _to_spool(self, records: list[LogRecord]) -> None:
+        stored = self._spool.append(records)
+        if stored:
+            self._outcome["spooled"].inc(stored)
+            self._metrics.spool_bytes.set(self._spool.bytes)
+        if stored < len(records):
+            self._outcome["dropped"].inc(len(records) - stored)
+
+    def _mark_down(self) -> None:
+        self._store_up = False
+        self._next_probe = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
+
+    def _count_rejected(self) -> None:
+        # A backend that can refuse records for good (Elasticsearch: a mapping conflict)
+        # counts them in `rejected`; they are not retried, and exported as "failed".
+        rejected = int(getattr(self._store, "rejected", 0))
+        if rejected > self._rejected_seen:
+            self._outcome["failed"].inc(rejected - self._rejected_seen)
+            self._rejected_seen = rejected

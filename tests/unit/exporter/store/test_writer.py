@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from exporter.metrics import make_metrics
+from exporter.store.base import GroundTruth, LogRecord, StoreColumns, StoreUnavailable
+from exporter.store.spool import Spool
+from exporter.store.writer import LogWriter, WriterMetrics
+from tests.unit.exporter.store.test_spool import record
+
+
+class SwitchableMemoryStore:
+    """Test double: an input log that can be switched off, to drive the writer's
+    failure paths deterministically (the real stores are failed in integration tests)."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.records: dict[str, LogRecord] = {}
+        self.order: list[str] = []
+        self.prepared: list[StoreColumns] = []
+
+    def prepare(self, columns: StoreColumns) -> None:
+        self._check()
+        self.prepared.append(columns)
+
+    def write(self, records: Sequence[LogRecord]) -> None:
+        self._check()
+        for r in records:
+            if r.id not in self.records:
+                self.order.append(r.id)
+            self.records[r.id] = r
+
+    def add_ground_truth(self, labels: Sequence[GroundTruth]) -> None:
+        self._check()
+
+    def close(self) -> None:
+        pass
+
+    def _check(self) -> None:
+        if not self.up:
+            raise StoreUnavailable("switched off")
+
+
+def writer_for(store: SwitchableMemoryStore, tmp_path: Path, **kwargs: int
+               ) -> tuple[LogWriter, CollectorRegistry]:  # fmt: skip
+    registry = CollectorRegistry()
+    m = make_metrics(registry)
+    writer = LogWriter(
+        lambda: store, Spool(tmp_path, kwargs.pop("spool_bytes", 10_000_000)),
+        WriterMetrics(m.log_records, m.log_spool_bytes, m.log_write_duration),
+        flush_interval_s=0.01, **kwargs,
+    )  # fmt: skip
+    writer.start()
+    return writer, registry
+
+
+def outcome(registry: CollectorRegistry, name: str) -> float:
+    return registry.get_sample_value("mlmon_log_records_total", {"outcome": name}) or 0.0
+
+
+def wait(condition: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.01)
+
+
+def test_records_reach_the_store(tmp_path: Path) -> None:
+    store = SwitchableMemoryStore()
+    writer, registry = writer_for(store, tmp_path)
+    writer.prepare(StoreColumns("m", numeric=("x",)))
+    writer.submit([record(i) for i in range(5)])
+    wait(lambda: len(store.records) == 5)
+    writer.stop(5)
+    assert store.order == [f"r{i}:0" for i in range(5)]
+    assert store.prepared == [StoreColumns("m", numeric=("x",))]
+    assert outcome(registry, "written") == 5
+
+
+def test_while_the_store_is_down_records_are_spooled_then_replayed_in_order(
+    tmp_path: Path,
+) -> None:
+    store = SwitchableMemoryStore()
+    writer, registry = writer_for(store, tmp_path)
+    store.up = False
+    for i in range(0, 300, 30):
+        writer.submit([record(j) for j in range(i, i + 30)])
+        time.sleep(0.02)
+    wait(lambda: outcome(registry, "spooled") == 300)
+    assert store.records == {}
+    assert (registry.get_sample_value("mlmon_log_spool_bytes") or 0) > 0
+    store.up = True
+    writer.submit([record(j) for j in range(300, 310)])  # new records queue behind
+    wait(lambda: len(store.records) == 310, timeout=15)
+    writer.stop(5)
+    assert store.order == [f"r{i}:0" for i in range(310)]
+    assert outcome(registry, "replayed") == 310
+    assert outcome(registry, "dropped") == 0
+    assert registry.get_sample_value("mlmon_log_spool_bytes") == 0
+
+
+def test_past_the_spool_bound_records_are_dropped_and_counted(tmp_path: Path) -> None:
+    store = SwitchableMemoryStore()
+    store.up = False
+    writer, registry = writer_for(store, tmp_path, spool_bytes=3000)
+    for i in range(100):
+        writer.submit([record(i)])
+    writer.stop(5)
+    spooled, dropped = outcome(registry, "spooled"), outcome(registry, "dropped")
+    assert spooled + dropped == 100
+    assert dropped > 0 and spooled > 0
+
+
+def test_stop_puts_what_is_still_queued_into_the_spool_when_the_store_is_down(
+    tmp_path: Path,
+) -> None:
+    store = SwitchableMemoryStore()
+    store.up = False
+    writer, _ = writer_for(store, tmp_path)
+    writer.submit([record(i) for i in range(50)])
+    writer.stop(5)
+    restarted = Spool(tmp_path, 10_000_000)
+    kept = []
+    while (segment := restarted.oldest()) is not None:
+        kept.extend(segment.records)
+        restarted.remove(segment)
+    assert [r.id for r in kept] == [f"r{i}:0" for i in range(50)]
