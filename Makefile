@@ -38,6 +38,10 @@ demo: venv
 
 bench: venv debs
 	$(BIN)/python benchmarks/proxy_overhead.py
+	$(BIN)/python benchmarks/baseline_build.py
+	$(BIN)/python benchmarks/sqlite_window.py
+	$(BIN)/python benchmarks/es_ingest.py
+	$(BIN)/python benchmarks/log_ingest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

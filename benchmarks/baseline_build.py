@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,10 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.measure import peak_rss_kib  # noqa: E402
+
 N_DECIMAL, N_INTEGER, N_CATEGORICAL = 9, 6, 5
 CATEGORIES = [[f"c{k}_{v}" for v in range(4 + 4 * k)] for k in range(N_CATEGORICAL)]
 BLOCK_ROWS = 100_000
@@ -68,15 +71,6 @@ def generate(path: Path, rows: int, float_format: str, seed: int = 7) -> None:
                 for row in np.flatnonzero(rng.random(n) < 0.02).tolist():
                     columns[j][row] = ""
             out.write("\n".join(map(",".join, zip(*columns, strict=True))) + "\n")
-
-
-def peak_rss_kib() -> int:
-    try:
-        status = Path("/proc/self/status").read_text(encoding="ascii")
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
-    return int(line.split()[1])
 
 
 def child(data: Path, schema_path: Path, chunk_rows: int) -> None:
@@ -138,5 +132,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.measure import peak_rss_kib
 from exporter.store.base import LogRecord, PredictionValue, StoreColumns
 from exporter.store.sqlite import SqliteLog
 
@@ -85,15 +85,6 @@ def write_throughput(path: Path, rows: int, batch_size: int) -> float:
             log.write(batch)
             seconds += time.perf_counter() - started
     return rows / seconds
-
-
-def peak_rss_kib() -> int:
-    try:
-        status = Path("/proc/self/status").read_text(encoding="ascii")
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
-    return int(line.split()[1])
 
 
 def child(path: Path, repeats: int) -> None:
