@@ -15,6 +15,7 @@ exchanges). On SIGTERM both are flushed to the store or, failing that, the spool
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -152,6 +153,9 @@ class LogWriter:
             self._mark_down()
             self._to_spool(batch)
             return
+        except Exception as exc:  # a batch the store refuses for good: count it, go on
+            self._refused(len(batch), exc)
+            return
         finally:
             self._metrics.write_duration.observe(time.perf_counter() - started)
         self._outcome["written"].inc(len(batch))
@@ -172,6 +176,11 @@ class LogWriter:
         except StoreUnavailable:
             self._mark_down()
             return
+        except Exception as exc:  # would block the spool forever: count it, go on
+            self._spool.remove(segment)
+            self._metrics.spool_bytes.set(self._spool.bytes)
+            self._refused(len(segment.records), exc)
+            return
         finally:
             self._metrics.write_duration.observe(time.perf_counter() - started)
         self._spool.remove(segment)
@@ -187,6 +196,11 @@ class LogWriter:
             self._metrics.spool_bytes.set(self._spool.bytes)
         if stored < len(records):
             self._outcome["dropped"].inc(len(records) - stored)
+
+    def _refused(self, count: int, error: Exception) -> None:
+        self._outcome["failed"].inc(count)
+        print(f"mlmon-exporter: input log refused {count} records: {error!r}"[:500],
+              file=sys.stderr, flush=True)  # fmt: skip
 
     def _mark_down(self) -> None:
         self._store_up = False

@@ -22,6 +22,7 @@ class SwitchableMemoryStore:
         self.records: dict[str, LogRecord] = {}
         self.order: list[str] = []
         self.prepared: list[StoreColumns] = []
+        self.poison: set[str] = set()
 
     def prepare(self, columns: StoreColumns) -> None:
         self._check()
@@ -29,6 +30,8 @@ class SwitchableMemoryStore:
 
     def write(self, records: Sequence[LogRecord]) -> None:
         self._check()
+        if any(r.id in self.poison for r in records):
+            raise ValueError("a record this store cannot take")
         for r in records:
             if r.id not in self.records:
                 self.order.append(r.id)
@@ -128,3 +131,18 @@ def test_stop_puts_what_is_still_queued_into_the_spool_when_the_store_is_down(
         kept.extend(segment.records)
         restarted.remove(segment)
     assert [r.id for r in kept] == [f"r{i}:0" for i in range(50)]
+
+
+def test_a_batch_the_store_refuses_for_good_is_counted_and_the_writer_goes_on(
+    tmp_path: Path,
+) -> None:
+    store = SwitchableMemoryStore()
+    store.poison = {"r1:0"}
+    writer, registry = writer_for(store, tmp_path)
+    writer.submit([record(0), record(1)])
+    wait(lambda: outcome(registry, "failed") == 2)
+    writer.submit([record(2)])
+    wait(lambda: "r2:0" in store.records)
+    writer.stop(5)
+    assert list(store.records) == ["r2:0"]
+    assert outcome(registry, "failed") == 2
