@@ -11,7 +11,9 @@ import hmac
 import json
 import os
 import socket
+import struct
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -32,6 +34,7 @@ from exporter.store.base import InputLog, StoreUnavailable
 
 CONTROL_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/schema", "/feedback"})
 FEEDBACK_MAX_BYTES = 16 * 1024 * 1024
+_COLLECT_ATTEMPTS = 5
 
 
 @dataclass
@@ -127,10 +130,8 @@ def _control_app(settings: Settings, channel: CaptureChannel, schemas: SchemaSet
     @app.get("/metrics")
     def metrics() -> Response:
         channel.refresh_gauges()
-        source = CollectorRegistry()
-        multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
         encoder, content_type = exposition.choose_encoder(request.headers.get("Accept", ""))
-        return Response(encoder(source), content_type=content_type)
+        return Response(_collect(encoder), content_type=content_type)
 
     stores = threading.local()  # one store connection per control thread (SQLite needs it)
 
@@ -176,6 +177,23 @@ def _control_app(settings: Settings, channel: CaptureChannel, schemas: SchemaSet
         return _json_response(f'{{"status":"ready","upstream":"{settings.upstream}"}}', 200)
 
     return app
+
+
+def _collect(encoder: Callable[[CollectorRegistry], bytes]) -> bytes:
+    """All processes' metrics. A process creating its metrics file leaves it empty for an
+    instant, and reading it then fails: read again (prometheus_client multiprocess mode)."""
+    for _ in range(_COLLECT_ATTEMPTS - 1):
+        try:
+            return encoder(_all_processes())
+        except struct.error:
+            time.sleep(0.01)
+    return encoder(_all_processes())
+
+
+def _all_processes() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
 
 
 def _feedback_store(settings: Settings, schemas: SchemaSet) -> InputLog:

@@ -35,3 +35,12 @@ def wait_for(url: str, check: Callable[[Samples], bool], timeout: float = 30) ->
         time.sleep(0.05)
         samples = scrape(url)
     return samples
+
+
+def analysed(samples: Samples, name: str, expected: float, **labels: str) -> bool:
+    """`name` has reached `expected` and the analysis is idle: the hand-over queue depth
+    falls only after a whole batch's metrics and records are written, so the other
+    metrics of that batch are complete too."""
+    return (
+        value(samples, name, **labels) == expected and value(samples, "mlmon_log_queue_depth") == 0
+    )

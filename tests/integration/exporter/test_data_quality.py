@@ -16,7 +16,7 @@ import yaml
 
 from tests.support.processes import VENV_BIN, Sidecar, sidecar
 from tests.support.raw_upstream import RawRequest, RawUpstream
-from tests.support.scrape import value, wait_for
+from tests.support.scrape import analysed, value, wait_for
 
 SCHEMA = """
 model: credit
@@ -102,10 +102,8 @@ def test_nullable_features_may_be_missing(proxy: Sidecar) -> None:
     row = {**GOOD, "income": None}
     del row["review"]
     assert predict(proxy.url, [row]) == 200
-    samples = wait_for(
-        proxy.url,
-        lambda s: value(s, "mlmon_batch_size_count") > value(before, "mlmon_batch_size_count"),
-    )
+    count = value(before, "mlmon_batch_size_count") + 1
+    samples = wait_for(proxy.url, lambda s: analysed(s, "mlmon_batch_size_count", count))
     assert value(samples, "mlmon_feature_issues_total") == value(
         before, "mlmon_feature_issues_total"
     )

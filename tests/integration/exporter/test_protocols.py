@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.model_servers import ModelServer
 from tests.support.processes import sidecar
-from tests.support.scrape import value, wait_for
+from tests.support.scrape import analysed, value, wait_for
 
 ROWS = [[1.0, 2.0], [-5.0, -6.0], [0.5, 0.1]]  # row sums 3, -11, 0.6
 SUMS = [sum(r) for r in ROWS]
@@ -131,7 +131,7 @@ def test_rows_and_predictions_of_each_protocol(case: Case, tmp_path: Path) -> No
         assert through[0] == 200
         assert server.requests[-1].body == case.body
 
-        samples = wait_for(running.url, lambda s: value(s, "mlmon_batch_size_count") == 1)
+        samples = wait_for(running.url, lambda s: analysed(s, "mlmon_batch_size_count", 1))
         v = functools.partial(value, samples)
         assert v("mlmon_batch_size_sum", model="iris") == 3
         assert v("mlmon_requests_total", model="iris", protocol=case.protocol, code="200") == 1
@@ -159,7 +159,7 @@ def test_class_names_from_settings_label_the_predictions(tmp_path: Path) -> None
         sidecar(server.url, tmp_path, config=config) as running,
     ):
         call(running.url, case)
-        samples = wait_for(running.url, lambda s: value(s, "mlmon_predictions_total") == 3)
+        samples = wait_for(running.url, lambda s: analysed(s, "mlmon_predictions_total", 3))
         assert value(samples, "mlmon_predictions_total", **{"class": "positive"}) == 2
         assert value(samples, "mlmon_predictions_total", **{"class": "negative"}) == 1
 
@@ -195,6 +195,6 @@ def test_triton_binary_tensors_are_forwarded_and_only_shapes_are_read(tmp_path: 
         labels = json.loads(response.read())["outputs"][0]["data"]
         assert labels == [1, 0, 1]
         assert server.requests[-1].body == body
-        samples = wait_for(running.url, lambda s: value(s, "mlmon_batch_size_count") == 1)
+        samples = wait_for(running.url, lambda s: analysed(s, "mlmon_batch_size_count", 1))
         assert value(samples, "mlmon_batch_size_sum", model="iris") == 3
         assert value(samples, "mlmon_payload_parse_errors_total") == 0

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.processes import VENV_BIN, free_port, require_binary, sidecar
 from tests.support.raw_upstream import RawRequest, RawUpstream
-from tests.support.scrape import scrape, value, wait_for
+from tests.support.scrape import analysed, scrape, value, wait_for
 
 V2_RESPONSE = (
     b'{"model_name":"iris","model_version":"7","outputs":[{"name":"probabilities",'
@@ -103,7 +103,7 @@ def test_metrics_after_known_traffic(tmp_path: Path) -> None:
     with ok(V2_RESPONSE) as upstream, sidecar(upstream.url, tmp_path, config=config) as running:
         for _ in range(5):
             assert post(running.url, "/v2/models/iris/infer", V2_REQUEST)[0] == 200
-        samples = wait_for(running.url, lambda s: value(s, "mlmon_predictions_total") == 10)
+        samples = wait_for(running.url, lambda s: analysed(s, "mlmon_predictions_total", 10))
         v = functools.partial(value, samples)
         # the version is learnt from the first response, then used for request counts
         assert v("mlmon_requests_total", model="iris", protocol="v2", code="200") == 5
@@ -198,7 +198,7 @@ def test_several_workers_aggregate_their_metrics(tmp_path: Path) -> None:
         for _ in range(40):
             # a new connection each time, so both processes take some of the load
             assert post(running.url, "/v2/models/iris/infer", V2_REQUEST)[0] == 200
-        samples = wait_for(running.url, lambda s: value(s, "mlmon_batch_size_count") == 40)
+        samples = wait_for(running.url, lambda s: analysed(s, "mlmon_batch_size_count", 40))
         assert value(samples, "mlmon_requests_total", code="200") == 40
         assert value(samples, "mlmon_batch_size_count") == 40
         assert value(samples, "mlmon_predictions_total") == 80
