@@ -201,6 +201,11 @@ def main() -> int:
                     str(args.workers),
                 ],
                 f"http://127.0.0.1:{sidecar_port}/healthz",
+                # The input log on, as in production: SQLite in this run's directory.
+                env={
+                    "MLMON_STORE": f"sqlite:///{workdir}/inputs.db",
+                    "MLMON_SPOOL_DIR": str(workdir / "spool"),
+                },
             )
         )
         nginx = stack.enter_context(

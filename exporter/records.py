@@ -161,6 +161,8 @@ def _flatten(mapping: Mapping[str, Any], prefix: str, out: dict[str, FeatureValu
 
 
 def _size(value: list[Any]) -> int:
+    if not value or not isinstance(value[0], list):  # a flat list: no walk needed
+        return len(value)
     return sum(_size(v) if isinstance(v, list) else 1 for v in value)
 
 

@@ -19,6 +19,9 @@ from exporter.settings import Settings
 
 # Schemaless mode keeps one inference per model: bounded, like the labels.
 MAX_INFERRED_MODELS = 20
+# Past this many rows a model's inferred schema has settled: later batches are sampled.
+INFER_EVERY_ROW_UNTIL = 10_000
+INFER_ONE_BATCH_IN = 10
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class FeatureStage:
     schemas: SchemaSet
     inferences: dict[str, SchemaInference] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
+    _batches: int = 0
 
     def run(self, model: str, rows: list[dict[str, Any]]) -> FeatureBatch | None:
         if not rows:
@@ -82,6 +86,9 @@ class FeatureStage:
             if len(self.inferences) >= MAX_INFERRED_MODELS:
                 return None
             inference = self.inferences[model] = SchemaInference()
+        self._batches += 1
+        if inference.rows_seen >= INFER_EVERY_ROW_UNTIL and self._batches % INFER_ONE_BATCH_IN:
+            return None
         inference.update(rows)
         self.changed.add(model)
         return None
