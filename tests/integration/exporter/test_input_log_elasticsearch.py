@@ -31,6 +31,14 @@ def upstream() -> Iterator[RawUpstream]:
         yield server
 
 
+@pytest.fixture
+def args(noida: Noida, tmp_path: Path) -> list[str]:
+    """The sidecar's arguments: the credit schema, and the input log on noida."""
+    schema = tmp_path / "credit.yaml"
+    schema.write_text(SCHEMA)
+    return ["--schema", str(schema), "--store", noida.url]
+
+
 def search(noida: Noida, query: dict[str, object]) -> list[dict[str, object]]:
     noida.count(INDEX)  # refreshes
     request = urllib.request.Request(
@@ -56,11 +64,8 @@ def wait_count(noida: Noida, count: int, timeout: float = 60) -> int:
 
 
 def test_records_and_ground_truth_in_elasticsearch(
-    noida: Noida, upstream: RawUpstream, tmp_path: Path
+    noida: Noida, upstream: RawUpstream, tmp_path: Path, args: list[str]
 ) -> None:
-    schema = tmp_path / "credit.yaml"
-    schema.write_text(SCHEMA)
-    args = ["--schema", str(schema), "--store", noida.url]
     with sidecar(upstream.url, tmp_path, args=args) as running:
         late = {"request_id": "es-late", "labels": ["no", "yes", "no"]}
         assert post_feedback(running.url, late)[0] == 200
@@ -89,11 +94,8 @@ def test_records_and_ground_truth_in_elasticsearch(
 
 
 def test_elasticsearch_stopped_30_s_while_traffic_flows_then_every_record_once(
-    noida: Noida, upstream: RawUpstream, tmp_path: Path
+    noida: Noida, upstream: RawUpstream, tmp_path: Path, args: list[str]
 ) -> None:
-    schema = tmp_path / "credit.yaml"
-    schema.write_text(SCHEMA)
-    args = ["--schema", str(schema), "--store", noida.url]
     with sidecar(upstream.url, tmp_path, args=args) as running:
         assert predict(running.url, "up-0") == 200
         assert wait_count(noida, 3) == 3
