@@ -25,8 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.proxy_overhead import started
-from tests.support.processes import VENV_BIN, free_port
+from tests.support.processes import VENV_BIN, free_port, running
 from tests.support.scrape import scrape, value
 from tests.support.stores import sqlite_locked
 
@@ -91,10 +90,10 @@ def sidecar_on(upstream_port: int, workdir: Path, store: str) -> Iterator[tuple[
     port = free_port()
     env = {"MLMON_STORE": store, "MLMON_SPOOL_DIR": str(workdir / f"spool-{port}"),
            "MLMON_SPOOL_MAX_BYTES": str(256 << 20)}  # fmt: skip
-    with started(
+    with running(
         [str(VENV_BIN / "mlmon-exporter"), "--upstream", f"http://127.0.0.1:{upstream_port}",
          "--port", str(port), "--schema", str(schema)],
-        f"http://127.0.0.1:{port}/healthz", env=env,
+        ready_url=f"http://127.0.0.1:{port}/healthz", env=env,
     ) as process:  # fmt: skip
         yield f"http://127.0.0.1:{port}", process.pid
 
@@ -137,9 +136,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         upstream_port = free_port()
-        with started(
+        with running(
             [sys.executable, str(HERE / "slow_upstream.py"), str(upstream_port), "1"],
-            f"http://127.0.0.1:{upstream_port}/",
+            ready_url=f"http://127.0.0.1:{upstream_port}/",
         ):
             print("ingest through the sidecar, 4 clients, 20 numeric features per row")
             print(f"{'store':14} {'rows/request':>12} {'records/s':>10} {'dropped exchanges':>18}")

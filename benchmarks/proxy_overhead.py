@@ -19,14 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.processes import free_port, stop_process, wait_until_http
+from tests.support.processes import free_port, running
 
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
@@ -114,20 +113,6 @@ def run_wrk(
     return requests, rps, pct("50"), pct("99")
 
 
-@contextmanager
-def started(
-    cmd: list[str], ready_url: str, ok: tuple[int, ...] = (200,), env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}
-    )
-    try:
-        wait_until_http(ready_url, 20, process, ok_statuses=ok)
-        yield process
-    finally:
-        stop_process(process)
-
-
 def nginx_config(workdir: Path, port: int, upstream_port: int) -> Path:
     config = workdir / "nginx.conf"
     config.write_text(f"""
@@ -179,18 +164,18 @@ def main() -> int:
         upstream_port, sidecar_port, nginx_port = free_port(), free_port(), free_port()
         path = "/v2/models/bench/infer"
         stack.enter_context(
-            started(
+            running(
                 [
                     sys.executable,
                     str(HERE / "slow_upstream.py"),
                     str(upstream_port),
                     str(args.delay_ms),
                 ],
-                f"http://127.0.0.1:{upstream_port}/",
+                ready_url=f"http://127.0.0.1:{upstream_port}/",
             )
         )
         sidecar = stack.enter_context(
-            started(
+            running(
                 [
                     str(BIN / "mlmon-exporter"),
                     "--upstream",
@@ -200,7 +185,7 @@ def main() -> int:
                     "--workers",
                     str(args.workers),
                 ],
-                f"http://127.0.0.1:{sidecar_port}/healthz",
+                ready_url=f"http://127.0.0.1:{sidecar_port}/healthz",
                 # The input log on, as in production: SQLite in this run's directory.
                 env={
                     "MLMON_STORE": f"sqlite:///{workdir}/inputs.db",
@@ -209,9 +194,9 @@ def main() -> int:
             )
         )
         nginx = stack.enter_context(
-            started(
+            running(
                 ["nginx", "-c", str(nginx_config(workdir, nginx_port, upstream_port))],
-                f"http://127.0.0.1:{nginx_port}/",
+                ready_url=f"http://127.0.0.1:{nginx_port}/",
             )
         )
         targets = {

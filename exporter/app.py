@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from a2wsgi import WSGIMiddleware
 from flask import Flask, Response, request
@@ -29,7 +30,7 @@ from exporter.records import store_columns
 from exporter.schema_yaml import schema_to_yaml
 from exporter.schemas import SchemaSet
 from exporter.settings import Settings
-from exporter.store import open_store
+from exporter.store import check_store, open_store
 from exporter.store.base import InputLog, StoreUnavailable
 
 CONTROL_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/schema", "/feedback"})
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> Sidecar:
             "(use the mlmon-exporter command)"
         )
     schemas = SchemaSet.from_settings(settings)  # bad schema files stop start-up here
+    check_store(settings)
     registry = CollectorRegistry()
     metrics = make_metrics(registry)
     versions: dict[str, str] = {}
@@ -121,10 +123,7 @@ def _control_app(settings: Settings, channel: CaptureChannel, schemas: SchemaSet
         text = inferred.get(model) if model else next(iter(inferred.values()), None)
         if text is None:
             known = ", ".join(sorted(inferred)) or "none yet"
-            return _json_response(
-                json.dumps({"error": f"no schema for model {model!r}", "inferred_models": known}),
-                404,
-            )
+            return _json(404, {"error": f"no schema for model {model!r}", "inferred_models": known})
         return Response(text, content_type="application/yaml")
 
     @app.get("/metrics")
@@ -156,11 +155,11 @@ def _control_app(settings: Settings, channel: CaptureChannel, schemas: SchemaSet
             response = _error(503, f"input log unavailable, retry later: {exc}")
             response.headers["Retry-After"] = "5"
             return response
-        return _json_response(json.dumps({"accepted": len(labels)}), 200)
+        return _json(200, {"accepted": len(labels)})
 
     @app.get("/healthz")
     def healthz() -> Response:
-        return _json_response('{"status":"ok"}', 200)
+        return _json(200, {"status": "ok"})
 
     @app.get("/readyz")
     def readyz() -> Response:
@@ -169,12 +168,15 @@ def _control_app(settings: Settings, channel: CaptureChannel, schemas: SchemaSet
                 (settings.upstream_host, settings.upstream_port), timeout=settings.connect_timeout_s
             ).close()
         except OSError as exc:
-            return _json_response(
-                f'{{"status":"upstream unreachable","upstream":"{settings.upstream}",'
-                f'"error":{json.dumps(str(exc))}}}',
+            return _json(
                 503,
+                {
+                    "status": "upstream unreachable",
+                    "upstream": settings.upstream,
+                    "error": str(exc),
+                },
             )
-        return _json_response(f'{{"status":"ready","upstream":"{settings.upstream}"}}', 200)
+        return _json(200, {"status": "ready", "upstream": settings.upstream})
 
     return app
 
@@ -208,8 +210,8 @@ def _feedback_store(settings: Settings, schemas: SchemaSet) -> InputLog:
 
 
 def _error(status: int, message: str) -> Response:
-    return _json_response(json.dumps({"error": message}), status)
+    return _json(status, {"error": message})
 
 
-def _json_response(body: str, status: int) -> Response:
-    return Response(body, status=status, content_type="application/json")
+def _json(status: int, payload: dict[str, Any]) -> Response:
+    return Response(json.dumps(payload), status=status, content_type="application/json")

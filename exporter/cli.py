@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.errors import SettingsError
+from exporter.settings import Settings
 
 _FLAGS = ("upstream", "host", "port", "workers", "protocol", "model", "schemas", "store")
 
@@ -46,10 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from exporter import settings as settings_module
     from exporter.schemas import SchemaSet
+    from exporter.store import check_store
 
     try:
         settings = settings_module.load(args.config, overrides=overrides)
         SchemaSet.from_settings(settings)
+        check_store(settings)
     except SettingsError as exc:
         print(f"mlmon-exporter: error: {exc}", file=sys.stderr)
         return 2
@@ -57,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def serve(settings: Any, config_file: str | None, overrides: dict[str, Any]) -> None:
+def serve(settings: Settings, config_file: str | None, overrides: dict[str, Any]) -> None:
     import uvicorn
 
     _prepare_multiprocess_dir()

@@ -112,25 +112,20 @@ def _set_dotted(raw: dict[str, Any], path: list[str], value: Any) -> None:
     raw[path[-1]] = value
 
 
-def _from_environ(cls: type[Any], env: Mapping[str, str]) -> dict[str, Any]:
+def _from_environ(
+    cls: type[Any], env: Mapping[str, str], prefix: str = ENV_PREFIX
+) -> dict[str, Any]:
+    """MLMON_KEY for a key, MLMON_SECTION__KEY for a key of a section."""
     out: dict[str, Any] = {}
     for f, kind in _fields(cls):
-        name = f"{ENV_PREFIX}{f.name.upper()}"
+        name = f"{prefix}{f.name.upper()}"
         if dataclasses.is_dataclass(kind):
-            section = _from_environ_section(typing.cast(type, kind), env, f"{name}__")
+            section = _from_environ(typing.cast(type, kind), env, f"{name}__")
             if section:
                 out[f.name] = section
         elif name in env:
             out[f.name] = env[name]
     return out
-
-
-def _from_environ_section(cls: type[Any], env: Mapping[str, str], prefix: str) -> dict[str, Any]:
-    return {
-        f.name: env[f"{prefix}{f.name.upper()}"]
-        for f, _ in _fields(cls)
-        if f"{prefix}{f.name.upper()}" in env
-    }
 
 
 def _fields(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any]]:

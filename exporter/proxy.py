@@ -35,6 +35,9 @@ _HOP_BY_HOP = frozenset(
 _RESPONSE_DROP = _HOP_BY_HOP
 # The proxy buffers the request (so Expect and framing are its own) and names the host.
 _REQUEST_DROP = _HOP_BY_HOP | {b"expect", b"content-length", b"host"}
+# The only headers the protocol adapters read: nothing else (no credentials) is handed
+# to the analysis process.
+_ANALYSED = frozenset({b"content-type", b"inference-header-content-length"})
 _BODY_ID = re.compile(rb'[{,]\s*"id"\s*:\s*"((?:[^"\\]){1,256})"')
 _ID_SCAN_BYTES = 64 * 1024
 _NO_PROTOCOL = "none"
@@ -86,7 +89,7 @@ class Proxy:
             return
         path: str = scope["path"]
         route = protocols.route(path, self._settings.protocol)
-        forward, client_id = self._upstream_headers(scope)
+        forward, client_id, request_headers = self._upstream_headers(scope)
         request_id = client_id or _body_id(body, route.protocol) or new_request_id()
         forward.append((b"x-request-id", request_id.encode("latin-1")))
 
@@ -102,8 +105,7 @@ class Proxy:
         try:
             assert self.pool is not None
             response = await self.pool.request(method, target, forward, body)
-            response_headers = response.headers
-            status, response_body = await self._relay(response, request_id, send)
+            status, response_body, response_headers = await self._relay(response, request_id, send)
             upstream_done = time.perf_counter()
         except UpstreamError as error:
             upstream_done = time.perf_counter()
@@ -135,10 +137,9 @@ class Proxy:
                 scope,
                 route,
                 request_id,
-                body,
+                (request_headers, body),
                 status,
-                response_headers,
-                response_body,
+                (response_headers, response_body),
                 finished - started,
             )
 
@@ -147,12 +148,12 @@ class Proxy:
         scope: Scope,
         route: protocols.Route,
         request_id: str,
-        body: bytes,
+        request: tuple[Headers, bytes],
         status: int,
-        response_headers: Headers,
-        response_body: bytes,
+        response: tuple[Headers, bytes],
         latency: float,
     ) -> None:
+        (request_headers, body), (response_headers, response_body) = request, response
         # Bodies too large to analyse are not queued: they would only hold memory.
         limit = self._settings.capture_max_bytes
         oversize = ""
@@ -170,7 +171,7 @@ class Proxy:
                 protocol=route.protocol or "",
                 path_model=route.model,
                 path_version=route.model_version,
-                request_headers=scope["headers"],
+                request_headers=request_headers,
                 request_body=body,
                 status=status,
                 response_headers=response_headers,
@@ -197,14 +198,21 @@ class Proxy:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _upstream_headers(self, scope: Scope) -> tuple[Headers, str]:
-        forward: Headers = [(b"host", scope_host(scope, self._settings, self._host_header))]
+    def _upstream_headers(self, scope: Scope) -> tuple[Headers, str, Headers]:
+        """(headers to forward, the client's request id, the headers to analyse)."""
+        host = self._host_header
+        forward: Headers = []
+        analysed: Headers = []
         client_id = ""
         connection_tokens: list[bytes] = []
         for name, value in scope["headers"]:
+            if name in _ANALYSED:
+                analysed.append((name, value))
             if name in _REQUEST_DROP:
                 if name == b"connection":
                     connection_tokens.extend(t.strip().lower() for t in value.split(b","))
+                elif name == b"host" and self._settings.preserve_host:
+                    host = value
                 continue
             if name == b"x-request-id":
                 client_id = value.decode("latin-1")
@@ -215,31 +223,31 @@ class Proxy:
         if connection_tokens:
             named = set(connection_tokens)
             forward = [(n, v) for n, v in forward if n not in named]
+        forward.insert(0, (b"host", host))
         client = scope.get("client")
         if client:
             forward.append((b"x-forwarded-for", client[0].encode("latin-1")))
-        return forward, client_id
+        return forward, client_id, analysed
 
     async def _relay(
         self, response: UpstreamResponse, request_id: str, send: Send
-    ) -> tuple[int, bytes]:
-        """Send the upstream response to the client; return its status and body."""
-        headers, has_length, has_id = _response_headers(response.headers)
+    ) -> tuple[int, bytes, Headers]:
+        """Send the upstream response to the client; return its status, body and the
+        headers to analyse."""
+        headers, has_length, has_id, analysed = _response_headers(response.headers)
         if not has_id:
             headers.append((b"x-request-id", request_id.encode("latin-1")))
         try:
-            if response.complete:
-                body = b"".join(response.chunks)
-                if not has_length:
-                    headers.append((b"content-length", str(len(body)).encode()))
-                await send(
-                    {"type": "http.response.start", "status": response.status, "headers": headers}
-                )
-                await send({"type": "http.response.body", "body": body})
-                return response.status, body
+            # Usually the whole answer is in by now: send it in one piece, framed by length.
+            body = b"".join(response.chunks) if response.complete else None
+            if body is not None and not has_length:
+                headers.append((b"content-length", str(len(body)).encode()))
             await send(
                 {"type": "http.response.start", "status": response.status, "headers": headers}
             )
+            if body is not None:
+                await send({"type": "http.response.body", "body": body})
+                return response.status, body, analysed
             received: list[bytes] = []
             while chunks := await response.next_chunks():
                 received.extend(chunks)
@@ -247,7 +255,7 @@ class Proxy:
                     {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
                 )
             await send({"type": "http.response.body", "body": b""})
-            return response.status, b"".join(received)
+            return response.status, b"".join(received), analysed
         finally:
             response.release()
 
@@ -277,7 +285,7 @@ class Proxy:
     def _make_children(self, route: protocols.Route, status: int) -> tuple[Any, ...]:
         m = self._metrics
         protocol = route.protocol or _NO_PROTOCOL
-        model = self.model_label(route.model)
+        model = self._model_label(route.model or self._settings.model or "unknown")
         version = route.model_version or self._versions.get(model, self._settings.model_version)
         version = self._version_label(version)
         return (
@@ -288,17 +296,6 @@ class Proxy:
             m.request_size.labels(model, protocol),
             m.response_size.labels(model, protocol),
         )
-
-    def model_label(self, path_model: str | None) -> str:
-        return self._model_label(path_model or self._settings.model or "unknown")
-
-
-def scope_host(scope: Scope, settings: Settings, upstream_host: bytes) -> bytes:
-    if settings.preserve_host:
-        for name, value in scope["headers"]:
-            if name == b"host":
-                return bytes(value)
-    return upstream_host
 
 
 def _authority(settings: Settings) -> str:
@@ -314,15 +311,20 @@ def _body_id(body: bytes, protocol: str | None) -> str:
     return match.group(1).decode("utf-8", "replace") if match else ""
 
 
-def _response_headers(raw: Headers) -> tuple[Headers, bool, bool]:
+def _response_headers(raw: Headers) -> tuple[Headers, bool, bool, Headers]:
+    """(end-to-end headers for the client, has content-length, has x-request-id,
+    headers to analyse)."""
     connection_named: set[bytes] = set()
     for name, value in raw:
         if name.lower() == b"connection":
             connection_named.update(t.strip().lower() for t in value.split(b","))
     headers: Headers = []
+    analysed: Headers = []
     has_length = has_id = False
     for name, value in raw:
         lowered = name.lower()
+        if lowered in _ANALYSED:
+            analysed.append((lowered, value))
         if lowered in _RESPONSE_DROP or lowered in connection_named:
             continue
         if lowered == b"content-length":
@@ -330,7 +332,7 @@ def _response_headers(raw: Headers) -> tuple[Headers, bool, bool]:
         elif lowered == b"x-request-id":
             has_id = True
         headers.append((name, value))
-    return headers, has_length, has_id
+    return headers, has_length, has_id, analysed
 
 
 async def _send_json(send: Send, status: int, payload: dict[str, Any], headers: Headers) -> None:

@@ -42,11 +42,11 @@ def store_columns(schemas: SchemaSet, model: str) -> StoreColumns | None:
     if schema is None:
         return None
     logged = set(schema.logged_names())
-    numeric = tuple(c.name for c in schema.output_columns() if c.name in logged
-                    and c.kind == "numeric")  # fmt: skip
-    categorical = tuple(c.name for c in schema.output_columns() if c.name in logged
-                        and c.kind == "categorical")  # fmt: skip
-    return StoreColumns(model=model, numeric=numeric, categorical=categorical)
+    names: dict[str, list[str]] = {"numeric": [], "categorical": []}
+    for column in schema.output_columns():
+        if column.name in logged:
+            names[column.kind].append(column.name)
+    return StoreColumns(model, tuple(names["numeric"]), tuple(names["categorical"]))
 
 
 def build_records(

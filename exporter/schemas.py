@@ -61,10 +61,6 @@ class SchemaSet:
     def for_model(self, model: str) -> Schema | None:
         return self.by_model.get(model, self.default)
 
-    @property
-    def empty(self) -> bool:
-        return not self.by_model and self.default is None
-
 
 @dataclass
 class FeatureStage:

@@ -30,7 +30,6 @@ class UpstreamResponse:
         self.headers: Headers = []
         self.chunks: list[bytes] = []
         self.complete = False
-        self.body_size = 0
 
     async def next_chunks(self) -> list[bytes]:
         """Body chunks received since the last call; [] once the body is complete."""
@@ -51,7 +50,6 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.reused = False
         self._response: UpstreamResponse | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -111,7 +109,6 @@ class _Connection(asyncio.Protocol):
         response = self._response
         if response is not None and not response.complete:
             response.chunks.append(body)
-            response.body_size += len(body)
             self._wake()
 
     def on_message_complete(self) -> None:
@@ -142,7 +139,6 @@ class _Connection(asyncio.Protocol):
         response = self._response
         self._response = None
         if response is not None and response.complete and self._reusable and not self.closed:
-            self.reused = True
             self._pool.give_back(self)
         else:
             self.close()
@@ -239,15 +235,6 @@ class UpstreamPool:
         for connection in self._idle:
             connection.close()
         self._idle.clear()
-
-    async def probe(self) -> bool:
-        """Whether a TCP connection to the upstream can be opened now."""
-        try:
-            connection = await self._connect()
-        except UpstreamError:
-            return False
-        connection.close()
-        return True
 
     def _take_idle(self) -> _Connection | None:
         while self._idle:

@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
+from exporter.errors import SettingsError
 from exporter.settings import Settings
 from exporter.store.base import InputLog
+
+if TYPE_CHECKING:
+    from exporter.store.elasticsearch_config import ElasticsearchConfig
 
 
 def open_store(settings: Settings) -> InputLog:
     """SQLite for sqlite:///..., Elasticsearch for http(s)://... (imported only when used)."""
-    retention_s = settings.retention_days * 86400.0
     if settings.store.startswith("sqlite:"):
         from exporter.store.sqlite import SqliteLog
 
-        return SqliteLog.from_url(settings.store, retention_s=retention_s)
+        return SqliteLog.from_url(settings.store, retention_s=settings.retention_days * 86400.0)
     from exporter.store.elasticsearch import ElasticsearchLog
+
+    return ElasticsearchLog(_elasticsearch_config(settings))
+
+
+def check_store(settings: Settings) -> None:
+    """Stop start-up on store settings the backend would refuse later, in the analysis."""
+    if settings.store.startswith("sqlite:"):
+        return
+    try:
+        _elasticsearch_config(settings)
+    except ValueError as exc:
+        raise SettingsError(f"key 'elasticsearch': {exc}") from None
+
+
+def _elasticsearch_config(settings: Settings) -> ElasticsearchConfig:
     from exporter.store.elasticsearch_config import ElasticsearchConfig
 
-    es = settings.elasticsearch
-    return ElasticsearchLog(
-        ElasticsearchConfig(
-            url=settings.store,
-            index_prefix=es.index_prefix,
-            username=es.username,
-            password=es.password,
-            api_key=es.api_key,
-            ca_certs=es.ca_certs,
-            verify_certs=es.verify_certs,
-            request_timeout_s=es.request_timeout_s,
-            retention_days=max(1, round(settings.retention_days)),
-        )
+    return ElasticsearchConfig(
+        url=settings.store,
+        retention_days=max(1, round(settings.retention_days)),
+        **dataclasses.asdict(settings.elasticsearch),
     )

@@ -103,10 +103,6 @@ class LogWriter:
         if leftover:
             self._to_spool(leftover)
 
-    @property
-    def store_up(self) -> bool:
-        return self._store_up
-
     def _run(self) -> None:
         try:
             self._loop()
@@ -153,20 +149,8 @@ class LogWriter:
         return self._store
 
     def _write(self, batch: list[LogRecord]) -> None:
-        started = time.perf_counter()
-        try:
-            self._ready_store().write(batch)
-        except StoreUnavailable:
-            self._mark_down()
+        if not self._send(batch, "written"):
             self._to_spool(batch)
-            return
-        except Exception as exc:  # a batch the store refuses for good: count it, go on
-            self._refused(len(batch), exc)
-            return
-        finally:
-            self._metrics.write_duration.observe(time.perf_counter() - started)
-        self._outcome["written"].inc(len(batch))
-        self._count_rejected()
 
     def _replay_one(self) -> None:
         if not self._store_up and time.monotonic() < self._next_probe:
@@ -176,25 +160,29 @@ class LogWriter:
         segment = self._spool.oldest()
         if segment is None:
             self._store_up = True
-            return
-        started = time.perf_counter()
-        try:
-            self._ready_store().write(segment.records)
-        except StoreUnavailable:
-            self._mark_down()
-            return
-        except Exception as exc:  # would block the spool forever: count it, go on
+        elif self._send(segment.records, "replayed"):
             self._spool.remove(segment)
             self._metrics.spool_bytes.set(self._spool.bytes)
-            self._refused(len(segment.records), exc)
-            return
+
+    def _send(self, records: list[LogRecord], outcome: str) -> bool:
+        """Write records; False when the store is unavailable (the caller keeps them).
+        Records the store refuses for good are counted as failed and done with, so
+        that they never block the spool."""
+        started = time.perf_counter()
+        try:
+            self._ready_store().write(records)
+        except StoreUnavailable:
+            self._mark_down()
+            return False
+        except Exception as exc:
+            self._refused(len(records), exc)
+            return True
         finally:
             self._metrics.write_duration.observe(time.perf_counter() - started)
-        self._spool.remove(segment)
-        self._metrics.spool_bytes.set(self._spool.bytes)
-        self._outcome["replayed"].inc(len(segment.records))
+        self._outcome[outcome].inc(len(records))
         self._count_rejected()
         self._store_up, self._backoff = True, _BACKOFF_START_S
+        return True
 
     def _to_spool(self, records: list[LogRecord]) -> None:
         stored = self._spool.append(records)

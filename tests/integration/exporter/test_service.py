@@ -45,15 +45,19 @@ def post(url: str, path: str, body: bytes) -> tuple[int, bytes]:
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("args", "environment", "expected"),
     [
-        (["--upstream", "ftp://nowhere"], "key 'upstream': expected an http:// URL"),
-        (["--upstream", "http://127.0.0.1:1", "--protocol", "grpc"], "key 'protocol'"),
-        ([], "key 'upstream' is required"),
+        (["--upstream", "ftp://nowhere"], {}, "key 'upstream': expected an http:// URL"),
+        (["--upstream", "http://127.0.0.1:1", "--protocol", "grpc"], {}, "key 'protocol'"),
+        ([], {}, "key 'upstream' is required"),
+        (["--upstream", "http://127.0.0.1:1", "--store", "ftp://x"], {}, "key 'store': expected"),
+        (["--upstream", "http://127.0.0.1:1", "--store", "http://127.0.0.1:1"],
+         {"MLMON_ELASTICSEARCH__INDEX_PREFIX": "_bad"},
+         "key 'elasticsearch': elasticsearch index_prefix"),
     ],
-)
+)  # fmt: skip
 def test_invalid_settings_stop_start_up_with_a_message_naming_the_key(
-    args: list[str], expected: str
+    args: list[str], environment: dict[str, str], expected: str
 ) -> None:
     result = subprocess.run(
         [str(VENV_BIN / "mlmon-exporter"), *args],
@@ -61,7 +65,7 @@ def test_invalid_settings_stop_start_up_with_a_message_naming_the_key(
         check=False,
         text=True,
         timeout=30,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", **environment},
     )
     assert result.returncode == 2
     assert expected in result.stderr
