@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBS := prometheus prometheus-alertmanager docker-compose nginx wrk
+DEBS := prometheus prometheus-alertmanager docker-compose nginx wrk gettext-base chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: venv debs test lint demo bench clean

@@ -9,6 +9,7 @@ features, against about 0.1 ms when 20 requests share the call).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -114,8 +115,10 @@ class Analyzer:
             previous = self.versions.get(model)
             if previous is not None:
                 m.model_info.remove(model, previous)
+                m.version_first_seen.remove(model, previous)
             self.versions[model] = version
             m.model_info.labels(model, version).set(1)
+            m.version_first_seen.labels(model, version).set(time.time())
         if parsed.rows or parsed.tensors:
             m.batch_size.labels(model).observe(
                 len(parsed.rows) or max((t.shape[0] for t in parsed.tensors if t.shape), default=1)

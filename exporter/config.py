@@ -1,12 +1,14 @@
 """Typed, frozen settings from defaults < YAML file < MLMON_* environment < CLI flags.
 
 Shared by both services: each declares a frozen dataclass (nested dataclasses become
-YAML sections and `MLMON_SECTION__KEY` variables) and calls `load_settings`. Every
+YAML sections and `MLMON_SECTION__KEY` variables) and calls `load_settings`. A
+`Mapping[str, X]` field is a YAML mapping, or `name=value,name=value` in a variable. Every
 error names the key, where the value came from, and what was expected.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import os
 import types
@@ -32,7 +34,9 @@ def setting(default: Any, *, check: Check | None = None, help: str = "") -> Any:
     if default is REQUIRED:
         return dataclasses.field(metadata=metadata)
     if isinstance(default, list | dict | set):
-        raise TypeError("use tuples or nested dataclasses for settings defaults")
+        raise TypeError("use tuples, MappingProxyType or nested dataclasses as defaults")
+    if isinstance(default, types.MappingProxyType):  # unhashable: dataclasses want a factory
+        return dataclasses.field(default_factory=lambda: default, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -99,7 +103,7 @@ def _merge(
 ) -> None:
     for key, value in new.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+        if isinstance(value, dict) and isinstance(raw.setdefault(key, {}), dict):
             _merge(raw[key], origins, value, origin, f"{dotted}.")
         else:
             raw[key] = value
@@ -153,7 +157,7 @@ def _build(cls: type[T], raw: Mapping[str, Any], prefix: str, origins: Mapping[s
             values[f.name] = _build(typing.cast(type, kind), section, f"{dotted}.", origins)
             continue
         if f.name not in raw:
-            if f.default is dataclasses.MISSING:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise SettingsError(
                     f"settings: key '{dotted}' is required (config file, or {_env_name(dotted)})"
                 )
@@ -187,6 +191,8 @@ def _convert(value: Any, kind: Any, key: str, where: str) -> Any:
         if value is None or value == "":
             return None
         return _convert(value, args[0], key, where)
+    if origin in (Mapping, collections.abc.Mapping):
+        return _convert_mapping(value, kind, key, where)
     if origin is tuple:
         if isinstance(value, str):
             value = [item.strip() for item in value.split(",") if item.strip()]
@@ -230,3 +236,21 @@ def _convert(value: Any, kind: Any, key: str, where: str) -> Any:
             raise fail("a string")
         return str(value)
     raise TypeError(f"unsupported settings type {kind!r} for {key}")
+
+
+def _convert_mapping(value: Any, kind: Any, key: str, where: str) -> Mapping[str, Any]:
+    expected = "a mapping of names to values (name=value,name=value in a variable)"
+    if isinstance(value, str):
+        pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+        if any(not sep or not name.strip() for name, sep, _ in pairs):
+            raise SettingsError(f"{where}: key '{key}': expected {expected}, got {value!r}")
+        value = {name.strip(): item.strip() for name, _, item in pairs}
+    if not isinstance(value, Mapping):
+        raise SettingsError(f"{where}: key '{key}': expected {expected}, got {value!r}")
+    _, item_kind = typing.get_args(kind)
+    return types.MappingProxyType(
+        {
+            str(name): _convert(item, item_kind, f"{key}.{name}", where)
+            for name, item in value.items()
+        }
+    )

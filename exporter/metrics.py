@@ -126,6 +126,7 @@ class Metrics:
     log_spool_bytes: Gauge
     log_write_duration: Histogram
     model_info: Gauge
+    version_first_seen: Gauge
 
 
 def make_metrics(registry: CollectorRegistry) -> Metrics:
@@ -250,5 +251,13 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             ("model", "model_version"),
             registry=registry,
             multiprocess_mode="max",
+        ),
+        version_first_seen=Gauge(
+            "mlmon_model_version_first_seen_timestamp_seconds",
+            "When this sidecar first saw the model answer with this version (Unix time); "
+            "the earliest over processes. Staleness alerts compare it with time().",
+            ("model", "model_version"),
+            registry=registry,
+            multiprocess_mode="min",
         ),
     )

@@ -55,7 +55,7 @@ class GenericSettings:
     version: str = setting("", check=_selector)
 
 
-def _store_url(value: Any) -> str | None:
+def store_url(value: Any) -> str | None:
     if value.startswith("sqlite:///") or urlsplit(value).scheme in ("http", "https"):
         return None
     return "sqlite:///path/to/file.db or an http(s):// Elasticsearch URL"
@@ -109,7 +109,7 @@ class Settings:
     )
     hash_key_file: str = setting("", help="secret key for features with log: hash")
     store: str = setting(
-        "sqlite:///./mlmon.db", check=_store_url, help="the input log: SQLite file or Elasticsearch"
+        "sqlite:///./mlmon.db", check=store_url, help="the input log: SQLite file or Elasticsearch"
     )
     spool_dir: str = setting("./mlmon-spool", help="where records wait while the store is down")
     spool_max_bytes: int = setting(1 << 30, check=_at_least_one)

@@ -1,8 +1,9 @@
 """`mlmon-stats`: the stats service's command line.
 
-Subcommands: `infer-schema` (a starting schema from data) and `baseline` (build the
-reference from training data). Each subcommand is one `_add_*` function registering its
-parser and its `run` function, so later ones (`serve`) slot in the same way.
+Subcommands: `infer-schema` (a starting schema from data), `baseline` (build the
+reference from training data), `serve` (evaluate the input log's windows continuously and
+serve the gauges) and `report` (the same evaluation, once, of a data file). Each
+subcommand is one `_add_*` function registering its parser and its `run` function.
 Errors a user can fix are printed as one line, `mlmon-stats: error: ...`, exit code 2.
 """
 
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from exporter.errors import SettingsError
 from exporter.features import SchemaInference
 from exporter.schema import SchemaError, load_schema
 from exporter.schema_yaml import schema_to_yaml
@@ -28,6 +30,10 @@ class UsageError(Exception):
     """A command line that cannot run; printed like the other errors."""
 
 
+class DriftDetected(Exception):  # noqa: N818 - an outcome, reported by the exit code
+    """`report` found drift: exit code 1, so a CI pipeline can gate a model on it."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
@@ -36,7 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         args.run(args)
-    except (SchemaError, BaselineError, UsageError, OSError) as exc:
+    except DriftDetected:
+        return 1
+    except (SchemaError, BaselineError, SettingsError, UsageError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -50,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_infer_schema(commands)
     _add_baseline(commands)
+    _add_serve(commands)
+    _add_report(commands)
     return parser
 
 
@@ -143,6 +153,87 @@ def _run_baseline(args: argparse.Namespace) -> None:
         f"wrote {args.out}: {baseline.data.rows:,} rows, {len(baseline.features)} feature "
         f"columns, schema {baseline.schema_hash[:12]}, data {baseline.data.sha256[:12]}"
     )
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "serve", help="evaluate the input log's windows continuously; serve /metrics"
+    )
+    command.add_argument("--config", type=Path, help="YAML settings (MLMON_* variables override)")
+    command.add_argument(
+        "--baseline",
+        dest="baselines",
+        action="append",
+        metavar="MODEL=FILE",
+        help="a model and its baseline (repeat for several models)",
+    )
+    command.add_argument("--store", help="the sidecar's input log: sqlite:///path.db or a URL")
+    command.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    command.add_argument("--port", type=int, help="port to listen on (default 8001)")
+    command.add_argument("--interval", dest="interval_s", type=float, metavar="SECONDS")
+    command.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> None:
+    from stats_service import service
+    from stats_service.settings import load
+
+    overrides = {
+        "baselines": ",".join(args.baselines) if args.baselines else None,
+        "store": args.store,
+        "host": args.host,
+        "port": args.port,
+        "interval_s": args.interval_s,
+    }
+    service.serve(load(args.config, overrides=overrides))
+
+
+def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "report",
+        help="evaluate a data file against a baseline once; exit 1 when drift is detected",
+    )
+    command.add_argument("--baseline", type=Path, required=True, help="baseline JSON")
+    command.add_argument("--data", type=Path, required=True, help="CSV, JSON lines or Parquet")
+    command.add_argument("--config", type=Path, help="stats settings YAML (the drift section)")
+    command.add_argument("--json", action="store_true", help="print the results as JSON")
+    command.add_argument("--prediction-column", metavar="C")
+    command.add_argument("--label-column", metavar="C")
+    command.add_argument("--score-column", metavar="C", help="confidence of the predicted label")
+    command.add_argument("--hash-key-file", type=Path, help="the key of `log: hash` features")
+    command.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> None:
+    import json
+
+    from stats_service.baseline_io import load_baseline
+    from stats_service.offline import summarize_file
+    from stats_service.report import drift_detected, render_table, result_to_dict
+    from stats_service.runner import evaluate_window, prepare_model
+    from stats_service.settings import load
+
+    # The baseline named on the command line is the one model evaluated.
+    settings = load(args.config, overrides={"baselines": f"data={args.baseline}"})
+    baseline = load_baseline(args.baseline)
+    summary = summarize_file(
+        baseline,
+        args.data,
+        prediction_column=args.prediction_column,
+        label_column=args.label_column,
+        score_column=args.score_column,
+        hash_key=args.hash_key_file.read_bytes().strip() if args.hash_key_file else None,
+    )
+    context = prepare_model(baseline.schema.model or "data", baseline, str(args.baseline), settings)
+    result = evaluate_window(context, summary)
+    if result.status != "ok":
+        raise UsageError(f"{args.data}: {result.message} (min_samples in --config)")
+    if args.json:
+        print(json.dumps(result_to_dict(result), indent=1, allow_nan=False))
+    else:
+        print(render_table(result))
+    if drift_detected([result]):
+        raise DriftDetected
 
 
 if __name__ == "__main__":

@@ -142,3 +142,26 @@ def sidecar(
     }
     with running(cmd, ready_url=f"{url}/healthz", env=environment, log=log) as process:
         yield Sidecar(process, url, log)
+
+
+@contextmanager
+def stats_service(
+    tmp_path: Path,
+    *,
+    baselines: dict[str, Path],
+    store: str,
+    config: str = "",
+    port: int | None = None,
+) -> Iterator[str]:
+    """A live `mlmon-stats serve`; yields its URL once the first evaluation is done."""
+    port = port or free_port()
+    cmd = [str(VENV_BIN / "mlmon-stats"), "serve", "--port", str(port), "--store", store]
+    for model, path in baselines.items():
+        cmd += ["--baseline", f"{model}={path}"]
+    if config:
+        config_path = tmp_path / f"stats-{port}.yaml"
+        config_path.write_text(config)
+        cmd += ["--config", str(config_path)]
+    url = f"http://127.0.0.1:{port}"
+    with running(cmd, ready_url=f"{url}/readyz", timeout=60, log=tmp_path / f"stats-{port}.log"):
+        yield url

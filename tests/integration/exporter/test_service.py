@@ -112,6 +112,10 @@ def test_metrics_after_known_traffic(tmp_path: Path) -> None:
         # the version is learnt from the first response, then used for request counts
         assert v("mlmon_requests_total", model="iris", protocol="v2", code="200") == 5
         assert v("mlmon_model_info", model="iris", model_version="7") == 1
+        first_seen = v(
+            "mlmon_model_version_first_seen_timestamp_seconds", model="iris", model_version="7"
+        )
+        assert time.time() - 60 < first_seen <= time.time()
         assert v("mlmon_request_duration_seconds_count", model="iris", protocol="v2") == 5
         assert v("mlmon_upstream_duration_seconds_count", model="iris") == 5
         assert v("mlmon_proxy_overhead_seconds_count", model="iris") == 5

@@ -43,5 +43,6 @@ def test_make_metrics_on_a_fresh_registry_uses_the_documented_names() -> None:
         "mlmon_payload_parse_errors",
         "mlmon_log_queue_depth",
         "mlmon_model_info",
+        "mlmon_model_version_first_seen_timestamp_seconds",
     ):
         assert expected in names

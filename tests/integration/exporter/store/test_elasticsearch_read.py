@@ -11,9 +11,16 @@ import pytest
 from elasticsearch import Elasticsearch
 from scipy import stats
 
-from exporter.store.base import FeatureValue, LogRecord, StoreColumns
-from exporter.store.elasticsearch import ElasticsearchLog
-from exporter.store.elasticsearch_read import ElasticsearchReader
+from exporter.store.base import FeatureValue, LabelValue, LogRecord, PredictionValue, StoreColumns
+from exporter.store.elasticsearch import ElasticsearchLog, sample_key
+from exporter.store.elasticsearch_read import (
+    Bins,
+    CategoryCounts,
+    ElasticsearchReader,
+    NumericCounts,
+    Terms,
+    WindowStart,
+)
 
 START = float(int(time.time()) - 3600)
 END = START + 1000.0
@@ -134,3 +141,123 @@ def test_empty_windows_and_unknown_models_read_as_zeros(
         assert dict(window.categorical["colour"].counts) == {}
         assert window.sample.shape == (0, 1)
         assert reader.count_window(model, start, start + 60) == 0
+
+
+TIES = 40  # records per timestamp, as when one request carries many rows
+PREDICTED = ["yes", "no", None]
+POSTED: list[LabelValue] = ["cat", 3, 2.5, True, "3"]
+
+
+def predicted_record(i: int) -> LogRecord:
+    """Rows of request i // TIES share its timestamp; a prediction on most, a label on
+    every third, posted as a string, a number or a boolean."""
+    return LogRecord(
+        id=f"p-{i}:0",
+        timestamp=START + (i // TIES) * 0.5,
+        request_id=f"p-{i}",
+        row=0,
+        model="scored",
+        model_version="1",
+        protocol="v2",
+        status=200,
+        latency_ms=1.0,
+        features={"x": float(i % 9) - 2.0},
+        prediction=None
+        if i % 10 == 0
+        else PredictionValue(value=i / 100, label=PREDICTED[i % 3], score=0.25),
+        label=POSTED[i % len(POSTED)] if i % 3 == 0 else None,
+    )
+
+
+@pytest.fixture
+def scored(log: ElasticsearchLog, client: Elasticsearch) -> list[LogRecord]:
+    records = [predicted_record(i) for i in range(TIES * 10)]
+    log.prepare(StoreColumns("scored", numeric=("x",)))
+    log.write(records)
+    client.indices.refresh(index=log.index_for("scored"))
+    return records
+
+
+def test_out_of_range_prediction_and_labelled_rows_are_counted_in_the_cluster(
+    scored: list[LogRecord], reader: ElasticsearchReader
+) -> None:
+    end = START + 1000
+    bins = Bins((-INF, 0.0, 3.0, INF), minimum=0.0, maximum=5.0)
+    numeric = reader.aggregate_window(
+        "scored",
+        START,
+        end,
+        {"x": bins},
+        [],
+        50,
+        prediction=Bins((-INF, 1.0, INF), minimum=0.5, maximum=3.0),
+        labelled_rows=1000,
+    )
+    xs = np.array([r.features["x"] for r in scored], dtype=float)
+    assert numeric.numeric["x"].counts == expected_bins(xs.tolist(), list(bins.edges))
+    # Strictly outside: the values equal to the minimum or maximum are in range.
+    assert numeric.numeric["x"].below_minimum == np.count_nonzero(xs < 0) > 0
+    assert numeric.numeric["x"].above_maximum == np.count_nonzero(xs > 5) > 0
+    values = [r.prediction.value for r in scored if r.prediction and r.prediction.value is not None]
+    prediction = numeric.prediction
+    assert isinstance(prediction, NumericCounts)
+    assert prediction.counts == expected_bins(values, [-INF, 1.0, INF])
+    assert prediction.missing == sum(r.prediction is None for r in scored)
+    assert prediction.below_minimum == sum(v < 0.5 for v in values)
+    assert prediction.above_maximum == sum(v > 3.0 for v in values)
+    sampled = numeric.prediction_sample
+    assert len(sampled) == 50
+    assert set(sampled[~np.isnan(sampled)].tolist()) <= set(values)
+
+    labelled = numeric.labelled
+    expected = [r for r in scored if r.label is not None]
+    assert labelled.total == len(labelled.label) == len(expected)
+    # As posted: a text "3" is not the number 3, a boolean is not 1.
+    assert Counter(map(repr, labelled.label)) == Counter(repr(r.label) for r in expected)
+    assert Counter(labelled.prediction_label) == Counter(
+        r.prediction.label if r.prediction else None for r in expected
+    )
+    assert np.isnan(labelled.prediction_value).sum() == sum(r.prediction is None for r in expected)
+    assert set(labelled.prediction_score[~np.isnan(labelled.prediction_score)]) == {0.25}
+    few = reader.aggregate_window("scored", START, end, {}, [], 0, labelled_rows=7).labelled
+    assert (len(few.label), few.total) == (7, len(expected))
+
+    labels = reader.aggregate_window("scored", START, end, {}, [], 0, prediction=Terms())
+    assert isinstance(labels.prediction, CategoryCounts)
+    assert dict(labels.prediction.counts) == Counter(
+        r.prediction.label for r in scored if r.prediction and r.prediction.label
+    )
+    assert labels.prediction.missing == sum(
+        not (r.prediction and r.prediction.label) for r in scored
+    )
+
+
+@pytest.mark.parametrize("max_result_window", [10_000, 7], ids=["sorted", "bisection"])
+@pytest.mark.parametrize("rows", [1, 25, TIES, 130, TIES * 9 - 1])
+def test_count_windows_hold_exactly_the_newest_rows_even_across_tied_timestamps(
+    scored: list[LogRecord], reader: ElasticsearchReader, max_result_window: int, rows: int
+) -> None:
+    reader.max_result_window = max_result_window  # 7: bisection, also among tied rows
+    end = START + 4.5  # before the last request's rows: they are not in any window
+    before_end = [r for r in scored if r.timestamp < end]
+    start = reader.locate_newest("scored", rows, end)
+    assert start.rows == rows
+    newest = sorted(before_end, key=lambda r: (r.timestamp, sample_key(r.id)))[-rows:]
+    assert start.start_ts == newest[0].timestamp
+    reader.max_result_window = 10_000  # to sample the whole window
+    window = reader.aggregate_window(
+        "scored", start.start_ts, end, {"x": [-INF, INF]}, [], 1000, start_key=start.start_key
+    )
+    assert window.rows == rows
+    xs = np.array([r.features["x"] for r in newest], dtype=float)
+    assert sorted(window.sample_of("x").tolist()) == sorted(xs.tolist())
+
+
+def test_a_count_window_longer_than_the_log_starts_at_its_first_record(
+    scored: list[LogRecord], reader: ElasticsearchReader
+) -> None:
+    end = START + 4.5
+    start = reader.locate_newest("scored", 10_000_000, end)
+    assert (start.start_ts, start.start_key, start.rows) == (START, None, TIES * 9)
+    assert reader.locate_newest("scored", 5, START) == WindowStart(START, None, 0)
+    assert reader.locate_newest("never-seen", 5, end) == WindowStart(end, None, 0)

@@ -1,0 +1,131 @@
+"""The demo model server: a credit-risk classifier trained at start-up, served over KServe v2.
+
+    python -m examples.model_server --port 8080 [--host 127.0.0.1] [--write-training-data DIR]
+
+Trains `examples.credit_model` on the generated table's training split (about a second,
+deterministic), reports its accuracy on the held-out split, then serves
+`examples.oip_app` with uvicorn (the same server the sidecar runs on): model "credit",
+version "1", inputs age, income, debt_ratio, credit_history_years, late_payments,
+employment. The port opens only once the model is trained, so readiness needs no flag.
+
+`--write-training-data DIR` first writes DIR/credit_train.csv (the training rows: the
+features, `prediction` = the model's own P(default) on them, `label` = the true class)
+and DIR/credit_schema.yaml, from which the baseline is built from exactly what the model
+learned from:
+
+    mlmon-stats baseline --schema DIR/credit_schema.yaml --data DIR/credit_train.csv \\
+        --out DIR/credit_baseline.json --prediction-column prediction --label-column label
+
+Needs scikit-learn (the dev extra); the traffic generator does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from examples.credit_data import (
+    CATEGORICAL,
+    CLASSES,
+    INTEGER,
+    LABEL_COLUMN,
+    MODEL_NAME,
+    MODEL_VERSION,
+    NUMERIC,
+    PREDICTION_COLUMN,
+    load,
+    write_training_csv,
+)
+from examples.credit_model import CreditModel
+from examples.oip_app import ModelSpec, OipApp
+
+SCHEMA_FILE = Path(__file__).with_name("credit_schema.yaml")
+TRAINING_CSV = "credit_train.csv"
+PROG = "model_server"
+
+
+def model_spec(model: CreditModel) -> ModelSpec:
+    inputs = [(name, "INT64" if name in INTEGER else "FP64") for name in NUMERIC]
+    return ModelSpec(
+        name=MODEL_NAME,
+        version=MODEL_VERSION,
+        inputs=(*inputs, (CATEGORICAL, "BYTES")),
+        classes=(CLASSES[0], CLASSES[1]),
+        predict=model.predict_columns,
+    )
+
+
+def write_training_data(model: CreditModel, directory: Path) -> tuple[Path, Path]:
+    """The training CSV (features, prediction, label) and the schema, in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    train = load().train
+    p_default = model.predict_proba(train.numeric, train.employment.tolist())[:, 1]
+    data = directory / TRAINING_CSV
+    write_training_csv(train, p_default, data)
+    schema = directory / SCHEMA_FILE.name
+    shutil.copyfile(SCHEMA_FILE, schema)
+    return data, schema
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m examples.{PROG}", description="demo credit model, KServe v2 REST"
+    )
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    parser.add_argument(
+        "--write-training-data",
+        type=Path,
+        metavar="DIR",
+        help=f"also write DIR/{TRAINING_CSV} and DIR/{SCHEMA_FILE.name} for the baseline",
+    )
+    args = parser.parse_args(argv)
+    data = load()
+    model = CreditModel(data.train)
+    evaluation = model.evaluate(data.held_out)
+    _say(
+        f"{MODEL_NAME} v{MODEL_VERSION}: logistic regression trained on {len(data.train)} rows "
+        f"in {evaluation.train_seconds:.2f} s; held-out ({evaluation.rows} rows, "
+        f"{evaluation.default_rate:.0%} default): accuracy {evaluation.accuracy:.3f}, "
+        f"ROC AUC {evaluation.roc_auc:.3f}"
+    )
+    if args.write_training_data is not None:
+        try:
+            csv_path, schema_path = write_training_data(model, args.write_training_data)
+        except OSError as exc:
+            print(f"{PROG}: error: cannot write training data: {exc}", file=sys.stderr)
+            return 2
+        _say(
+            f"wrote {csv_path} and {schema_path}; baseline: mlmon-stats baseline "
+            f"--schema {schema_path} --data {csv_path} --out BASELINE.json "
+            f"--prediction-column {PREDICTION_COLUMN} --label-column {LABEL_COLUMN}"
+        )
+    _say(f"serving http://{args.host}:{args.port}/v2/models/{MODEL_NAME}/infer")
+    _serve(OipApp(model_spec(model)), args.host, args.port)
+    return 0
+
+
+def _serve(app: OipApp, host: str, port: int) -> None:
+    import uvicorn
+
+    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, finishes in-flight requests.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        lifespan="off",
+        access_log=False,
+        server_header=False,
+        log_level="warning",
+    )
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Configuration files the local stack writes into its work directory.
+
+Prometheus gets a generated prometheus.yml (127.0.0.1 targets, short intervals) and a
+copy of the repository's rules; Alertmanager gets the repository's template rendered the
+documented way (envsubst limited to mlmon's variables, prometheus/README.md) with the
+webhook pointing at the local receiver; the stats service gets its YAML settings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+RULES_DIR = REPO / "prometheus" / "rules"
+ALERTMANAGER_TEMPLATE = REPO / "prometheus" / "alertmanager.yml"
+# The only variables envsubst may replace (prometheus/README.md): nothing else in the
+# template, Alertmanager's own {{ }} templates included, is touched.
+ALERTMANAGER_VARIABLES = (
+    "MLMON_ALERT_WEBHOOK_URL",
+    "MLMON_ALERT_EMAIL_TO",
+    "MLMON_ALERT_EMAIL_FROM",
+    "MLMON_SMTP_SMARTHOST",
+    "MLMON_SMTP_USERNAME",
+    "MLMON_SLACK_CHANNEL",
+)
+# The rules recognise mlmon's targets by these job names (prometheus/README.md).
+EXPORTER_JOB = "mlmon-exporter"
+STATS_JOB = "mlmon-stats"
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a Prometheus/Alertmanager duration ("1500ms"); at least 1 ms."""
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def write_stats_config(
+    path: Path,
+    *,
+    windows: Sequence[str],
+    interval_s: float,
+    min_samples: int,
+    drift: Mapping[str, Any],
+) -> Path:
+    settings: dict[str, Any] = {
+        "windows": list(windows),
+        "interval_s": interval_s,
+        "min_samples": min_samples,
+    }
+    if drift:
+        settings["drift"] = dict(drift)
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+def copy_rules(target: Path, for_override_s: float | None) -> list[Path]:
+    """prometheus/rules/*.yml into `target`; with `for_override_s`, every rule's `for:`
+    becomes that many seconds (the real ones, 2 minutes to 1 hour, are for production)."""
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in sorted(RULES_DIR.glob("*.yml")):
+        destination = target / source.name
+        if for_override_s is None:
+            shutil.copyfile(source, destination)
+        else:
+            document = yaml.safe_load(source.read_text())
+            for rule in _rules(document):
+                if "for" in rule:
+                    rule["for"] = duration(for_override_s)
+            destination.write_text(yaml.safe_dump(document, sort_keys=False, width=1000))
+        written.append(destination)
+    return written
+
+
+def rule_expressions(rules_dir: Path = RULES_DIR) -> dict[str, str]:
+    """Rule name (alert or record; `name#n` for a repeated record name) -> its PromQL."""
+    found: dict[str, str] = {}
+    for path in sorted(rules_dir.glob("*.yml")):
+        for rule in _rules(yaml.safe_load(path.read_text())):
+            name = str(rule.get("alert") or rule.get("record"))
+            key, n = name, 1
+            while key in found:
+                n += 1
+                key = f"{name}#{n}"
+            found[key] = str(rule["expr"])
+    return found
+
+
+def _rules(document: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    for group in document.get("groups") or []:
+        yield from group.get("rules") or []
+
+
+def write_prometheus_config(
+    path: Path,
+    *,
+    targets: Mapping[str, str],
+    rule_files: Sequence[Path],
+    scrape_interval_s: float,
+    evaluation_interval_s: float,
+    alertmanager: str | None,
+) -> Path:
+    """`targets`: job name -> host:port. The jobs keep the names the rules select on."""
+    interval = duration(scrape_interval_s)
+    config: dict[str, Any] = {
+        "global": {
+            "scrape_interval": interval,
+            "scrape_timeout": interval,
+            "evaluation_interval": duration(evaluation_interval_s),
+        },
+        "rule_files": [str(file) for file in rule_files],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [target]}]}
+            for job, target in targets.items()
+        ],
+    }
+    if alertmanager is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def render_alertmanager_config(
+    path: Path,
+    *,
+    envsubst: str,
+    webhook_url: str,
+    smtp_smarthost: str,
+    group_wait_s: float | None,
+    group_interval_s: float | None,
+    repeat_interval_s: float | None,
+) -> Path:
+    """The template through envsubst, then the routes' timers shortened where given: on
+    the root route and on every sub-route that sets its own (the critical route's 10 s
+    group_wait would otherwise stay)."""
+    values = {
+        "MLMON_ALERT_WEBHOOK_URL": webhook_url,
+        "MLMON_ALERT_EMAIL_TO": "mlmon@example.org",
+        "MLMON_ALERT_EMAIL_FROM": "alertmanager@example.org",
+        # Nothing listens there: an email notification fails at once, the webhook's not.
+        "MLMON_SMTP_SMARTHOST": smtp_smarthost,
+        "MLMON_SMTP_USERNAME": "",
+        "MLMON_SLACK_CHANNEL": "",
+    }
+    shell_format = " ".join(f"${name}" for name in ALERTMANAGER_VARIABLES)
+    rendered = subprocess.run(
+        [envsubst, shell_format],
+        input=ALERTMANAGER_TEMPLATE.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={"PATH": os.environ.get("PATH", ""), **values},
+    ).stdout
+    timers = {
+        "group_wait": group_wait_s,
+        "group_interval": group_interval_s,
+        "repeat_interval": repeat_interval_s,
+    }
+    if all(value is None for value in timers.values()):
+        path.write_text(rendered)
+        return path
+    config = yaml.safe_load(rendered)
+    _shorten(config["route"], timers, root=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False, width=1000))
+    return path
+
+
+def _shorten(route: dict[str, Any], timers: Mapping[str, float | None], *, root: bool) -> None:
+    for key, seconds in timers.items():
+        if seconds is not None and (root or key in route):
+            route[key] = duration(seconds)
+    for child in route.get("routes") or []:
+        _shorten(child, timers, root=False)

@@ -1,0 +1,134 @@
+"""Constants and queries shared by the dashboards: datasources, variables, matchers.
+
+Everything goes through grafana-foundation-sdk's typed builders. Nothing here reads the
+clock or the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.builders import elasticsearch, prometheus
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as dashboard_models
+from grafana_foundation_sdk.models import prometheus as prometheus_models
+
+# Must match grafana/provisioning/datasources/datasources.yml (a test checks it).
+PROMETHEUS_UID = "mlmon-prometheus"
+ELASTICSEARCH_UID = "mlmon-elasticsearch"
+PROMETHEUS = dashboard_models.DataSourceRef(type_val="prometheus", uid=PROMETHEUS_UID)
+ELASTICSEARCH = dashboard_models.DataSourceRef(type_val="elasticsearch", uid=ELASTICSEARCH_UID)
+
+TAG = "mlmon"
+RATE = "$__rate_interval"
+# Label matchers of the template variables, always regex matchers: "All" is `.*`.
+MODEL = 'model=~"$model"'
+VERSION = 'model_version=~"$version"'
+WINDOW = 'window=~"$window"'
+FEATURE = 'feature=~"$feature"'
+METHOD = 'method=~"$method"'
+METRIC = 'metric=~"$metric"'
+
+ROWS_PER_SECOND = "suffix: rows/s"
+TABLE_FORMAT = prometheus_models.PromQueryFormat.TABLE
+STACKED = common.StackingMode.NORMAL
+
+Query = prometheus.Dataquery | elasticsearch.Dataquery
+Steps = Sequence[tuple[str, float | None]]
+# Traffic-light steps for ratios where 0 is good.
+RATIO_STEPS: Steps = (("green", None), ("orange", 0.01), ("red", 0.05))
+
+
+@dataclass(frozen=True)
+class Style:
+    """Field settings common to every kind of panel."""
+
+    unit: str = "short"
+    min: float | None = None
+    max: float | None = None
+    decimals: int | None = None
+    steps: Steps | None = None
+    no_value: str | None = None
+    mappings: tuple[dashboard_models.ValueMapping, ...] = ()
+
+
+DEFAULT_STYLE = Style()
+
+
+def prom(
+    expr: str,
+    legend: str = "",
+    *,
+    instant: bool = False,
+    fmt: prometheus_models.PromQueryFormat | None = None,
+) -> prometheus.Dataquery:
+    """A Prometheus query: a range query unless `instant` (tables, bar gauges, stats)."""
+    query = (
+        prometheus.Dataquery()
+        .expr(expr)
+        .datasource(PROMETHEUS)
+        .editor_mode(prometheus_models.QueryEditorMode.CODE)
+    )
+    if legend:
+        query = query.legend_format(legend)
+    query = query.instant() if instant else query.range()
+    if fmt is not None:
+        query = query.format(fmt)
+    return query
+
+
+def quantiles(metric: str, matchers: str, by: str, legend: str) -> list[prometheus.Dataquery]:
+    """p50 and p99 of a Prometheus histogram, aggregated `by` (plus `le`)."""
+    return [
+        prom(
+            f"histogram_quantile({q}, sum by ({by}{', ' if by else ''}le) "
+            f"(rate({metric}_bucket{{{matchers}}}[{RATE}])))",
+            f"p{round(q * 100)} {legend}".strip(),
+        )
+        for q in (0.5, 0.99)
+    ]
+
+
+def thresholds(steps: Steps) -> dashboard_builders.ThresholdsConfig:
+    return (
+        dashboard_builders.ThresholdsConfig()
+        .mode(dashboard_models.ThresholdsMode.ABSOLUTE)
+        .steps([dashboard_models.Threshold(value=value, color=color) for color, value in steps])
+    )
+
+
+def value_mapping(texts: dict[int, tuple[str, str]]) -> dashboard_models.ValueMap:
+    """Numbers shown as words: {0: ("ok", "green"), 1: ("drift", "red")}."""
+    return dashboard_models.ValueMap(
+        options={
+            str(value): dashboard_models.ValueMappingResult(text=text, color=color, index=index)
+            for index, (value, (text, color)) in enumerate(sorted(texts.items()))
+        }
+    )
+
+
+def query_variable(
+    name: str, label: str, description: str, query: str, *, all_value: str | None = ".*"
+) -> dashboard_builders.QueryVariable:
+    """A multi-value Prometheus `label_values(...)` variable, "All" selected at first.
+
+    `all_value` ".*" makes "All" match every value, also ones that appear after the
+    dashboard loaded; None makes Grafana expand "All" to the listed values (needed where
+    the variable also filters a Lucene query, which has no `.*`)."""
+    variable = (
+        dashboard_builders.QueryVariable(name)
+        .label(label)
+        .description(description)
+        .datasource(PROMETHEUS)
+        .query(query)
+        .refresh(dashboard_models.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dashboard_models.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .current(dashboard_models.VariableOption(selected=True, text="All", value="$__all"))
+    )
+    if all_value is not None:
+        variable = variable.all_value(all_value)
+    return variable

@@ -1,0 +1,232 @@
+"""Panel factories in the house style (legend, tooltip, units, threshold lines).
+
+Query refIds are A, B, C... in the order of the panel's targets.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from typing import Protocol, Self, TypeVar
+
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    heatmap,
+    prometheus,
+    stat,
+    statetimeline,
+    table,
+)
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import timeseries as timeseries_builders
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as dashboard_models
+from grafana_foundation_sdk.models import heatmap as heatmap_models
+from grafana_foundation_sdk.models import prometheus as prometheus_models
+
+from grafana.generate.kit import DEFAULT_STYLE, PROMETHEUS, RATE, Query, Style, prom, thresholds
+
+
+class _Panel(Protocol):
+    """What every panel builder of the SDK offers; lets one helper style them all."""
+
+    def title(self, title: str) -> Self: ...
+    def description(self, description: str) -> Self: ...
+    def datasource(self, datasource: dashboard_models.DataSourceRef) -> Self: ...
+    def with_target(self, target: cogbuilder.Builder[cogvariants.Dataquery]) -> Self: ...
+    def unit(self, unit: str) -> Self: ...
+    def min(self, min_val: float) -> Self: ...
+    def max(self, max_val: float) -> Self: ...
+    def decimals(self, decimals: float) -> Self: ...
+    def no_value(self, no_value: str) -> Self: ...
+    def thresholds(
+        self, thresholds: cogbuilder.Builder[dashboard_models.ThresholdsConfig]
+    ) -> Self: ...
+    def mappings(self, mappings: list[dashboard_models.ValueMapping]) -> Self: ...
+
+
+P = TypeVar("P", bound=_Panel)
+AnyPanel = (
+    timeseries_builders.Panel
+    | stat.Panel
+    | bargauge.Panel
+    | statetimeline.Panel
+    | heatmap.Panel
+    | table.Panel
+)
+
+
+def _styled(
+    panel: P,
+    title: str,
+    description: str,
+    targets: Sequence[Query],
+    style: Style,
+    datasource: dashboard_models.DataSourceRef = PROMETHEUS,
+) -> P:
+    panel = panel.title(title).description(description).datasource(datasource).unit(style.unit)
+    for ref_id, target in zip(string.ascii_uppercase, targets, strict=False):
+        panel = panel.with_target(target.ref_id(ref_id))
+    if style.min is not None:
+        panel = panel.min(style.min)
+    if style.max is not None:
+        panel = panel.max(style.max)
+    if style.decimals is not None:
+        panel = panel.decimals(style.decimals)
+    if style.no_value is not None:
+        panel = panel.no_value(style.no_value)
+    if style.mappings:
+        panel = panel.mappings(list(style.mappings))
+    return panel.thresholds(thresholds(style.steps or (("green", None),)))
+
+
+def timeseries(
+    title: str,
+    description: str,
+    targets: Sequence[prometheus.Dataquery],
+    style: Style = DEFAULT_STYLE,
+    *,
+    stack: common.StackingMode | None = None,
+    threshold_lines: bool = False,
+    log_scale: bool = False,
+    dashed: str | None = None,
+) -> timeseries_builders.Panel:
+    """A time series. `threshold_lines` draws the style's steps as dashed lines; `dashed`
+    is a regex of series names (legends) drawn dashed, e.g. thresholds exported as series."""
+    panel = _styled(timeseries_builders.Panel(), title, description, targets, style)
+    panel = (
+        panel.line_width(1)
+        .fill_opacity(10)
+        .show_points(common.VisibilityMode.NEVER)
+        .legend(
+            common_builders.VizLegendOptions()
+            .display_mode(common.LegendDisplayMode.LIST)
+            .placement(common.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .tooltip(
+            common_builders.VizTooltipOptions()
+            .mode(common.TooltipDisplayMode.MULTI)
+            .sort(common.SortOrder.DESCENDING)
+        )
+    )
+    if stack is not None:
+        panel = panel.stacking(common_builders.StackingConfig().mode(stack).group("A"))
+        panel = panel.fill_opacity(60)
+    if threshold_lines:
+        panel = panel.thresholds_style(
+            common_builders.GraphThresholdsStyleConfig().mode(
+                common.GraphThresholdsStyleMode.DASHED
+            )
+        )
+    if log_scale:
+        panel = panel.scale_distribution(
+            common_builders.ScaleDistributionConfig().type(common.ScaleDistribution.LOG).log(10)
+        )
+    if dashed is not None:
+        panel = panel.override_by_regexp(
+            dashed,
+            [
+                dashboard_models.DynamicConfigValue(
+                    id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}
+                ),
+                dashboard_models.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+            ],
+        )
+    return panel
+
+
+def stat_panel(
+    title: str,
+    description: str,
+    targets: Sequence[prometheus.Dataquery],
+    style: Style = DEFAULT_STYLE,
+) -> stat.Panel:
+    """The latest value, coloured by the style's steps, with a sparkline."""
+    return (
+        _styled(stat.Panel(), title, description, targets, style)
+        .graph_mode(common.BigValueGraphMode.AREA)
+        .color_mode(common.BigValueColorMode.VALUE)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+
+
+def bars(
+    title: str,
+    description: str,
+    targets: Sequence[prometheus.Dataquery],
+    style: Style = DEFAULT_STYLE,
+) -> bargauge.Panel:
+    """One horizontal bar per series (instant queries), coloured by the style's steps."""
+    return (
+        _styled(bargauge.Panel(), title, description, targets, style)
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+
+
+def states(
+    title: str, description: str, targets: Sequence[prometheus.Dataquery], style: Style
+) -> statetimeline.Panel:
+    """A state timeline: one band per series, its value mapped to a word and a colour."""
+    return (
+        _styled(statetimeline.Panel(), title, description, targets, style)
+        .show_value(common.VisibilityMode.AUTO)
+        .merge_values(True)
+        .fill_opacity(80)
+        .legend(
+            common_builders.VizLegendOptions()
+            .display_mode(common.LegendDisplayMode.LIST)
+            .placement(common.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+    )
+
+
+def heatmap_panel(
+    title: str, description: str, metric: str, matchers: str, unit: str
+) -> heatmap.Panel:
+    """A heatmap of a Prometheus histogram: one row per bucket (`le`), colour = count."""
+    target = prom(
+        f"sum by (le) (increase({metric}_bucket{{{matchers}}}[{RATE}]))",
+        "{{le}}",
+        fmt=prometheus_models.PromQueryFormat.HEATMAP,
+    )
+    return (
+        _styled(heatmap.Panel(), title, description, [target], Style(unit="short"))
+        .calculate(False)
+        .y_axis(heatmap.YAxisConfig().unit(unit))
+        .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.LE))
+        .color(
+            heatmap.HeatmapColorOptions()
+            .mode(heatmap_models.HeatmapColorMode.SCHEME)
+            .scheme("Oranges")
+            .scale(heatmap_models.HeatmapColorScale.EXPONENTIAL)
+            .exponent(0.5)
+            .steps(64)
+        )
+        .show_value(common.VisibilityMode.NEVER)
+        .cell_gap(1)
+    )
+
+
+def table_panel(
+    title: str,
+    description: str,
+    targets: Sequence[Query],
+    style: Style = DEFAULT_STYLE,
+    *,
+    datasource: dashboard_models.DataSourceRef = PROMETHEUS,
+    organize: dict[str, object] | None = None,
+) -> table.Panel:
+    """A table; `organize` is the options of Grafana's "organize fields" transformation."""
+    panel = _styled(table.Panel(), title, description, targets, style, datasource)
+    panel = panel.filterable(True).cell_height(common.TableCellHeight.SM)
+    if organize is not None:
+        panel = panel.with_transformation(
+            dashboard_models.DataTransformerConfig(id_val="organize", options=organize)
+        )
+    return panel
