@@ -33,8 +33,11 @@ lint: venv
 test: venv debs lint
 	$(BIN)/pytest
 
+# The whole job on 127.0.0.1 with embedded defaults; DEMO_SECONDS=N stops after N s of
+# traffic (more variables: examples/demo_config.py). `exec`: the demo is make's own child,
+# so a SIGTERM that make passes on reaches it and it stops what it started.
 demo: venv
-	@echo "make demo: not yet (the demo lands with its own issue); try: $(BIN)/mlmon-exporter --help"
+	@exec $(BIN)/python -m examples.demo
 
 bench: venv debs
 	$(BIN)/python benchmarks/proxy_overhead.py
@@ -42,6 +45,8 @@ bench: venv debs
 	$(BIN)/python benchmarks/sqlite_window.py
 	$(BIN)/python benchmarks/es_ingest.py
 	$(BIN)/python benchmarks/log_ingest.py
+	$(BIN)/python benchmarks/detection_quality.py
+	$(BIN)/python benchmarks/stats_eval.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
