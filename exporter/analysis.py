@@ -13,10 +13,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from exporter import protocols
 from exporter.features import FeatureBatch
 from exporter.frames import CapturedExchange
-from exporter.metrics import LabelCap, Metrics
+from exporter.metrics import LabelCap, Metrics, Tally
 from exporter.protocols.base import AdapterConfig, Exchange, ParsedExchange, PayloadError
 from exporter.schemas import FeatureStage
 from exporter.settings import Settings
@@ -47,6 +49,8 @@ class Analyzer:
         self._feature_label = LabelCap(settings.max_label_values * 4)
         self._model_label = LabelCap(settings.max_label_values, settings.models)
         self._class_label = LabelCap(settings.max_label_values, settings.prediction.classes)
+        self._tally = Tally()
+        self._series: dict[str, _ModelSeries] = {}
         p, g = settings.prediction, settings.generic
         self._adapter_config = AdapterConfig(
             class_names=p.classes,
@@ -78,6 +82,7 @@ class Analyzer:
             if batch is not None:
                 features[model] = batch
                 self._record_issues(model, batch)
+        self._tally.flush()
         return AnalysedBatch(exchanges, features)
 
     def _parse(self, item: CapturedExchange) -> ParsedExchange | None:
@@ -119,23 +124,31 @@ class Analyzer:
             self.versions[model] = version
             m.model_info.labels(model, version).set(1)
             m.version_first_seen.labels(model, version).set(time.time())
+        tally = self._tally
+        series = self._model_series(model)
         if parsed.rows or parsed.tensors:
-            m.batch_size.labels(model).observe(
-                len(parsed.rows) or max((t.shape[0] for t in parsed.tensors if t.shape), default=1)
+            tally.observe(
+                series.batch_size,
+                len(parsed.rows) or max((t.shape[0] for t in parsed.tensors if t.shape), default=1),
             )
-        value_hist = m.prediction_value.labels(model)
-        confidence_hist = m.prediction_confidence.labels(model)
         for prediction in parsed.predictions:
             numbers = [x for x in (prediction.value, prediction.score) if x is not None]
             if any(not math.isfinite(x) for x in numbers):
-                m.non_finite_predictions.labels(model).inc()
+                tally.inc(series.non_finite)
                 continue
             if prediction.label is not None:
-                m.predictions.labels(model, self._class_label(prediction.label)).inc()
+                tally.inc(series.predicted_class(self._class_label(prediction.label)))
             if prediction.value is not None:
-                value_hist.observe(prediction.value)
+                tally.observe(series.value, prediction.value)
             if prediction.score is not None:
-                confidence_hist.observe(prediction.score)
+                tally.observe(series.confidence, prediction.score)
+
+    def _model_series(self, model: str) -> _ModelSeries:
+        # Bounded: model names pass a LabelCap.
+        series = self._series.get(model)
+        if series is None:
+            series = self._series[model] = _ModelSeries(self._metrics, model)
+        return series
 
     def _record_issues(self, model: str, batch: FeatureBatch) -> None:
         for code, count in batch.issue_counts().items():
@@ -143,6 +156,25 @@ class Analyzer:
             self._metrics.feature_issues.labels(model, self._feature_label(feature), kind).inc(
                 count
             )
+
+
+class _ModelSeries:
+    """One model's prediction series: `labels()` costs more than the tally it feeds."""
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self._metrics = metrics
+        self._model = model
+        self.batch_size = metrics.batch_size.labels(model)
+        self.non_finite = metrics.non_finite_predictions.labels(model)
+        self.value = metrics.prediction_value.labels(model)
+        self.confidence = metrics.prediction_confidence.labels(model)
+        self._classes: dict[str, Counter] = {}  # bounded: class names pass a LabelCap
+
+    def predicted_class(self, name: str) -> Counter:
+        counter = self._classes.get(name)
+        if counter is None:
+            counter = self._classes[name] = self._metrics.predictions.labels(self._model, name)
+        return counter
 
 
 def _decode_headers(headers: Headers) -> dict[str, str]:

@@ -92,13 +92,14 @@ def create_app(settings: Settings) -> Sidecar:
     metrics = make_metrics(registry)
     versions: dict[str, str] = {}
     channel = CaptureChannel(settings, metrics, versions)
+    proxy = Proxy(settings, metrics, channel, versions)
     return Sidecar(
         settings=settings,
         registry=registry,
         metrics=metrics,
         channel=channel,
-        proxy=Proxy(settings, metrics, channel, versions),
-        control=WSGIMiddleware(_control_app(settings, channel, schemas), workers=4),  # type: ignore[arg-type]
+        proxy=proxy,
+        control=WSGIMiddleware(_control_app(settings, channel, proxy, schemas), workers=4),  # type: ignore[arg-type]
     )
 
 
@@ -109,7 +110,9 @@ def app_from_environment() -> Sidecar:
     return create_app(settings_module.load(os.environ.get("MLMON_CONFIG_FILE")))
 
 
-def _control_app(settings: Settings, channel: CaptureChannel, schemas: SchemaSet) -> Flask:
+def _control_app(
+    settings: Settings, channel: CaptureChannel, proxy: Proxy, schemas: SchemaSet
+) -> Flask:
     app = Flask("mlmon-exporter")
 
     @app.get("/schema")
@@ -129,6 +132,7 @@ def _control_app(settings: Settings, channel: CaptureChannel, schemas: SchemaSet
     @app.get("/metrics")
     def metrics() -> Response:
         channel.refresh_gauges()
+        proxy.flush_metrics_from_thread()
         encoder, content_type = exposition.choose_encoder(request.headers.get("Accept", ""))
         return Response(_collect(encoder), content_type=content_type)
 

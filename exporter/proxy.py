@@ -6,9 +6,11 @@ few label and header decisions made per request are dictionary look-ups.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -18,7 +20,7 @@ from exporter import protocols
 from exporter.capture import CaptureChannel
 from exporter.errors import UpstreamError
 from exporter.frames import CapturedExchange
-from exporter.metrics import LabelCap, Metrics
+from exporter.metrics import LabelCap, Metrics, Tally
 from exporter.settings import Settings
 from exporter.upstream import Headers, UpstreamPool, UpstreamResponse
 
@@ -41,6 +43,9 @@ _ANALYSED = frozenset({b"content-type", b"inference-header-content-length"})
 _BODY_ID = re.compile(rb'[{,]\s*"id"\s*:\s*"((?:[^"\\]){1,256})"')
 _ID_SCAN_BYTES = 64 * 1024
 _NO_PROTOCOL = "none"
+# How far behind the metric files the serving process's tally may fall; a scrape of this
+# process flushes first, so only other workers' figures can lag, by at most this.
+METRICS_FLUSH_INTERVAL_S = 1.0
 
 
 def new_request_id() -> str:
@@ -64,10 +69,18 @@ class Proxy:
         self._prefix = settings.upstream_prefix
         self._host_header = _authority(settings).encode("latin-1")
         self._children: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
+        # Request metrics go through a tally written to the (multiprocess) metric files
+        # once a second and before a scrape: in-line they cost 110 µs per request.
+        self._tally = Tally()
+        self._in_flight = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_timer: asyncio.TimerHandle | None = None
         self.pool: UpstreamPool | None = None
 
     def start(self) -> None:
-        """Open the pool; must run on the serving event loop."""
+        """Open the pool and start the metrics flushes; must run on the serving loop."""
+        self._loop = asyncio.get_running_loop()
+        self._schedule_flush()
         s = self._settings
         self.pool = UpstreamPool(
             s.upstream_host,
@@ -78,8 +91,43 @@ class Proxy:
         )
 
     def stop(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        self.flush_metrics()
         if self.pool is not None:
             self.pool.close()
+
+    def flush_metrics(self) -> None:
+        """Write the tallied request metrics; on the serving loop only."""
+        self._metrics.in_flight.set(self._in_flight)
+        self._tally.flush()
+
+    def flush_metrics_from_thread(self, timeout: float = 1.0) -> None:
+        """For the control endpoints (a2wsgi threads): flush on the loop, wait for it."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        done = threading.Event()
+
+        def flush() -> None:
+            try:
+                self.flush_metrics()
+            finally:
+                done.set()
+
+        try:
+            loop.call_soon_threadsafe(flush)
+        except RuntimeError:  # the loop closed meanwhile
+            return
+        done.wait(timeout)
+
+    def _schedule_flush(self) -> None:
+        assert self._loop is not None
+        self._flush_timer = self._loop.call_later(METRICS_FLUSH_INTERVAL_S, self._periodic_flush)
+
+    def _periodic_flush(self) -> None:
+        self.flush_metrics()
+        self._schedule_flush()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -98,8 +146,7 @@ class Proxy:
         if query:
             target += "?" + query.decode("latin-1")
         method: str = scope["method"]
-        in_flight = self._metrics.in_flight
-        in_flight.inc()
+        self._in_flight += 1
         upstream_started = time.perf_counter()
         response_headers: Headers = []
         try:
@@ -122,7 +169,7 @@ class Proxy:
                 [(b"x-request-id", request_id.encode("latin-1"))],
             )
         finally:
-            in_flight.dec()
+            self._in_flight -= 1
         finished = time.perf_counter()
         self._observe(
             route,
@@ -275,12 +322,13 @@ class Proxy:
             if len(self._children) < 10_000:
                 self._children[key] = children
         requests, duration, upstream_hist, overhead, req_size, resp_size = children
-        requests.inc()
-        duration.observe(total)
-        upstream_hist.observe(upstream)
-        overhead.observe(max(total - upstream, 0.0))
-        req_size.observe(request_size)
-        resp_size.observe(response_size)
+        tally = self._tally
+        tally.inc(requests)
+        tally.observe(duration, total)
+        tally.observe(upstream_hist, upstream)
+        tally.observe(overhead, max(total - upstream, 0.0))
+        tally.observe(req_size, request_size)
+        tally.observe(resp_size, response_size)
 
     def _make_children(self, route: protocols.Route, status: int) -> tuple[Any, ...]:
         m = self._metrics

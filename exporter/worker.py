@@ -27,7 +27,7 @@ from exporter.store import open_store
 from exporter.store.spool import Spool, claim_directory
 from exporter.store.writer import LogWriter, WriterMetrics
 
-DRAIN_INTERVAL_S = 0.05
+DRAIN_INTERVAL_S = 0.1
 SCHEMA_FEEDBACK_INTERVAL_S = 2.0
 _INFERRED_HEADER = (
     "# Inferred by mlmon-exporter from live traffic: review types, ranges, categories\n"

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 Part = Literal["request", "response"]
 
 # Bounded reasons: they become the `reason` label of mlmon_payload_parse_errors_total.
@@ -128,6 +130,11 @@ class ResponsePart:
 
 def load_json(body: bytes, part: Part) -> Any:
     """Parse a JSON body. NaN/Infinity tokens are accepted (model servers emit them)."""
+    try:
+        # orjson parses in a fifth of the time; integers past 64 bits become floats.
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass  # NaN/Infinity, 1e400, UTF-16/32, nesting past 1,024: the standard parser
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError

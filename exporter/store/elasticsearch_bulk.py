@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import orjson
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from exporter.store.base import StoreUnavailable
@@ -54,6 +55,10 @@ class BulkResult:
 
 
 def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)  # NaN, inf: null
+    except orjson.JSONEncodeError:  # an integer label past 64 bits
+        pass
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError:  # NaN or infinity somewhere: JSON has no such numbers

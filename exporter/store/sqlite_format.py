@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from exporter.store.base import FeatureValue, LabelValue, LogRecord, PredictionValue, StoreColumns
 
@@ -88,8 +89,6 @@ ON CONFLICT (id) DO UPDATE SET
     document = excluded.document
 """
 _NO_PREDICTION = PredictionValue()
-# Made once: `json.dumps` with options builds an encoder per call.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,8 @@ def record_rows(
                 None if layout is None else layout.version,
                 vector,
                 text,
-                _COMPACT_JSON.encode(document),
+                # Features are floats, text or None (no label here): orjson encodes them all.
+                orjson.dumps(document).decode(),
             )
         )
     return rows

@@ -124,7 +124,7 @@ class LogWriter:
 
     def _next_batch(self) -> list[LogRecord] | None:
         """A full batch, or what came within the flush interval: a transaction per drain
-        of the analysis (every 50 ms) cost more CPU than the records themselves."""
+        of the analysis (every 100 ms) cost more CPU than the records themselves."""
         with self._condition:
             deadline = time.monotonic() + self._flush_interval_s
             while len(self._pending) < self._batch_size and not self._stopping:

@@ -13,6 +13,7 @@ from grafana.generate.kit import (
     Style,
     prom,
     query_variable,
+    stats_window_variables,
 )
 from grafana.generate.panels import timeseries
 
@@ -33,18 +34,7 @@ def build() -> Generated:
         "Missing, unseen-category and out-of-range values per feature: per window from the "
         "stats service against the baseline, and live from the sidecar.",
         [
-            query_variable(
-                "model",
-                "Model",
-                "Models the stats service evaluates.",
-                "label_values(mlmon_feature_missing_ratio, model)",
-            ),
-            query_variable(
-                "window",
-                "Window",
-                "Evaluation windows (by time, e.g. 1h, or by row count).",
-                f"label_values(mlmon_feature_missing_ratio{{{MODEL}}}, window)",
-            ),
+            *stats_window_variables("mlmon_feature_missing_ratio"),
             query_variable(
                 "feature",
                 "Feature",

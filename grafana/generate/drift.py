@@ -11,6 +11,7 @@ from grafana.generate.kit import (
     Style,
     prom,
     query_variable,
+    stats_window_variables,
     value_mapping,
 )
 from grafana.generate.panels import bars, states, timeseries
@@ -34,18 +35,7 @@ def build() -> Generated:
         "Drift of each feature, of the predictions and of the inputs as a whole, per "
         "window, against the baseline built from the training data.",
         [
-            query_variable(
-                "model",
-                "Model",
-                "Models the stats service evaluates.",
-                "label_values(mlmon_window_samples, model)",
-            ),
-            query_variable(
-                "window",
-                "Window",
-                "Evaluation windows (by time, e.g. 1h, or by row count).",
-                f"label_values(mlmon_window_samples{{{MODEL}}}, window)",
-            ),
+            *stats_window_variables("mlmon_window_samples"),
             query_variable(
                 "feature",
                 "Feature",

@@ -132,3 +132,21 @@ def query_variable(
     if all_value is not None:
         variable = variable.all_value(all_value)
     return variable
+
+
+def stats_window_variables(metric: str) -> list[dashboard_builders.QueryVariable]:
+    """The model and window variables of the stats service's dashboards, from `metric`."""
+    return [
+        query_variable(
+            "model",
+            "Model",
+            "Models the stats service evaluates.",
+            f"label_values({metric}, model)",
+        ),
+        query_variable(
+            "window",
+            "Window",
+            "Evaluation windows (by time, e.g. 1h, or by row count).",
+            f"label_values({metric}{{{MODEL}}}, window)",
+        ),
+    ]

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from grafana.generate.board import Board, Generated
-from grafana.generate.kit import METRIC, MODEL, WINDOW, Style, prom, query_variable
+from grafana.generate.kit import (
+    METRIC,
+    MODEL,
+    WINDOW,
+    Style,
+    prom,
+    query_variable,
+    stats_window_variables,
+)
 from grafana.generate.panels import stat_panel, timeseries
 
 IN_WINDOW = f"{MODEL}, {WINDOW}"
@@ -27,18 +35,7 @@ def build() -> Generated:
         "Model quality computed by the stats service over the rows of each window whose "
         "ground truth was posted to the sidecar's /feedback.",
         [
-            query_variable(
-                "model",
-                "Model",
-                "Models the stats service evaluates.",
-                "label_values(mlmon_window_samples, model)",
-            ),
-            query_variable(
-                "window",
-                "Window",
-                "Evaluation windows (by time, e.g. 1h, or by row count).",
-                f"label_values(mlmon_window_samples{{{MODEL}}}, window)",
-            ),
+            *stats_window_variables("mlmon_window_samples"),
             query_variable(
                 "metric",
                 "Metric",

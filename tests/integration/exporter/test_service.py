@@ -206,7 +206,15 @@ def test_several_workers_aggregate_their_metrics(tmp_path: Path) -> None:
         for _ in range(40):
             # a new connection each time, so both processes take some of the load
             assert post(running.url, "/v2/models/iris/infer", V2_REQUEST)[0] == 200
-        samples = wait_for(running.url, lambda s: analysed(s, "mlmon_batch_size_count", 40))
+        # The worker that answers the scrape flushes its request metrics first; the other
+        # one writes them within a second (METRICS_FLUSH_INTERVAL_S).
+        samples = wait_for(
+            running.url,
+            lambda s: (
+                analysed(s, "mlmon_batch_size_count", 40)
+                and value(s, "mlmon_requests_total", code="200") == 40
+            ),
+        )
         assert value(samples, "mlmon_requests_total", code="200") == 40
         assert value(samples, "mlmon_batch_size_count") == 40
         assert value(samples, "mlmon_predictions_total") == 80

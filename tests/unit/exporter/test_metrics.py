@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.metrics import OTHER, LabelCap, make_metrics
+from exporter.metrics import OTHER, LabelCap, Tally, make_metrics
 
 
 def test_label_cap_lets_the_first_values_through_then_folds_the_rest() -> None:
@@ -46,3 +47,45 @@ def test_make_metrics_on_a_fresh_registry_uses_the_documented_names() -> None:
         "mlmon_model_version_first_seen_timestamp_seconds",
     ):
         assert expected in names
+
+
+def _samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
+    return [
+        (sample.name, sample.labels, sample.value)
+        for metric in registry.collect()
+        for sample in metric.samples
+        if not sample.name.endswith("_created")
+    ]
+
+
+def test_a_tally_writes_what_one_observe_and_inc_per_value_would() -> None:
+    # Values on bucket bounds, between them, below the first and past the last.
+    values = [0.0005, 0.0004, 0.00051, 0.001, 2.5, 59.9, 60.0, 61.0, 1e9, 0.0, 0.0075]
+    direct, tallied = CollectorRegistry(), CollectorRegistry()
+    expected, metrics = make_metrics(direct), make_metrics(tallied)
+    tally = Tally()
+    for round_ in range(2):  # a second flush adds to the first
+        for value in values:
+            expected.request_duration.labels("m", "v2").observe(value)
+            expected.requests.labels("m", "1", "v2", "200").inc()
+            tally.observe(metrics.request_duration.labels("m", "v2"), value)
+            tally.inc(metrics.requests.labels("m", "1", "v2", "200"))
+        expected.batch_size.labels("m").observe(3)
+        tally.observe(metrics.batch_size.labels("m"), 3)
+        assert _samples(tallied) != _samples(direct)  # nothing written before the flush
+        tally.flush()
+        # Sums may differ in the last bits: the tally adds in another order.
+        got, want = _samples(tallied), _samples(direct)
+        assert [s[:2] for s in got] == [s[:2] for s in want]
+        assert [s[2] for s in got] == pytest.approx([s[2] for s in want], rel=1e-12), round_
+
+
+def test_a_tally_with_nothing_new_writes_nothing() -> None:
+    registry = CollectorRegistry()
+    metrics = make_metrics(registry)
+    tally = Tally()
+    tally.observe(metrics.batch_size.labels("m"), 2)
+    tally.flush()
+    before = _samples(registry)
+    tally.flush()
+    assert _samples(registry) == before
