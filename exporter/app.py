@@ -1,7 +1,9 @@
-"""`create_app(settings)`: the sidecar as one ASGI application.
+"""`create_app(settings)`: the sidecar: its proxy, and an ASGI app for the rest.
 
-Control endpoints (`/metrics`, `/healthz`, `/readyz`) are a Flask app mounted
-through a2wsgi on the same server; every other path is proxied by `Proxy`.
+The server protocol (`exporter.serving`) hands proxied requests straight to
+`Proxy.handle`; the ASGI app serves the control endpoints (`/metrics`,
+`/healthz`, `/readyz`, `/schema`, `/feedback`: a Flask app through a2wsgi) and
+the lifespan that starts and stops the proxy and the analysis process.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ from prometheus_client import CollectorRegistry, exposition, multiprocess
 from exporter.capture import CaptureChannel
 from exporter.feedback import FeedbackError, parse_feedback
 from exporter.metrics import Metrics, make_metrics
-from exporter.proxy import Proxy, Receive, Scope, Send
+from exporter.proxy import Proxy
 from exporter.records import store_columns
 from exporter.schema_yaml import schema_to_yaml
 from exporter.schemas import SchemaSet
@@ -33,14 +35,17 @@ from exporter.settings import Settings
 from exporter.store import check_store, open_store
 from exporter.store.base import InputLog, StoreUnavailable
 
-CONTROL_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/schema", "/feedback"})
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 FEEDBACK_MAX_BYTES = 16 * 1024 * 1024
 _COLLECT_ATTEMPTS = 5
 
 
 @dataclass
 class Sidecar:
-    """The ASGI entry point and the parts tests may want to look at."""
+    """The ASGI entry point (control endpoints, lifespan) and the proxy."""
 
     settings: Settings
     registry: CollectorRegistry
@@ -52,10 +57,7 @@ class Sidecar:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope["path"] in CONTROL_PATHS:
-                await self.control(scope, receive, send)
-            else:
-                await self.proxy(scope, receive, send)
+            await self.control(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 

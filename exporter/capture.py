@@ -1,7 +1,9 @@
 """The serving side of the capture pipe: offer exchanges to the analysis process.
 
-`offer` costs one non-blocking pipe write. The queue is the pipe plus the event
-loop's write buffer, bounded by `queue_max_items` (frames sent but not yet
+`offer` encodes a frame and adds it to a batch written to the pipe every
+HANDOVER_INTERVAL_S (one write for many requests: a write per request cost
+more than the encoding). The queue is that batch, the pipe and the event loop's
+write buffer, bounded by `queue_max_items` (frames offered but not yet
 analysed) and `queue_max_bytes` (bytes not yet taken by the pipe); past either
 bound the exchange is dropped and counted, never waited on. A dead analysis
 process is restarted, and what it had not analysed is counted as dropped.
@@ -26,6 +28,8 @@ from exporter.worker import analysis_main
 _F_SETPIPE_SZ = 1031  # Linux: grow the pipe so bursts do not fill it
 _PIPE_BYTES = 1024 * 1024
 _WATCH_INTERVAL_S = 1.0
+HANDOVER_INTERVAL_S = 0.05
+_HANDOVER_BATCH_BYTES = 256 * 1024
 
 
 class _Feedback(asyncio.Protocol):
@@ -52,7 +56,13 @@ class CaptureChannel:
         self.inferred_schemas: dict[str, str] = {}
         self._context = multiprocessing.get_context("spawn")
         self._processed: Synchronized[int] = self._context.Value("q", 0)
+        # Read without the lock: an aligned 64-bit read is atomic, and a stale count
+        # only makes the item bound a request or two stricter.
+        self._processed_count = self._processed.get_obj()
         self._sent = 0
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
+        self._handover: asyncio.TimerHandle | None = None
         self._process: BaseProcess | None = None
         self._transport: asyncio.WriteTransport | None = None
         self._feed: asyncio.ReadTransport | None = None
@@ -77,15 +87,34 @@ class CaptureChannel:
         if transport is None or transport.is_closing():
             self._dropped["analysis_down"].inc()
             return
-        if self._sent - self._processed.value >= self._settings.queue_max_items:
+        if self._sent - self._processed_count.value >= self._settings.queue_max_items:
             self._dropped["items"].inc()
             return
         frame = item.frame()
-        if transport.get_write_buffer_size() + len(frame) > self._settings.queue_max_bytes:
+        queued = self._batch_bytes + len(frame)
+        if transport.get_write_buffer_size() + queued > self._settings.queue_max_bytes:
             self._dropped["bytes"].inc()
             return
-        transport.write(frame)
+        self._batch.append(frame)
+        self._batch_bytes = queued
         self._sent += 1
+        if queued >= _HANDOVER_BATCH_BYTES:
+            self._hand_over()
+        elif self._handover is None:
+            self._handover = asyncio.get_running_loop().call_later(
+                HANDOVER_INTERVAL_S, self._hand_over
+            )
+
+    def _hand_over(self) -> None:
+        if self._handover is not None:
+            self._handover.cancel()
+            self._handover = None
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(b"".join(batch))
+        elif batch:
+            self._dropped["analysis_down"].inc(len(batch))
 
     @property
     def depth(self) -> int:
@@ -130,10 +159,12 @@ class CaptureChannel:
                 lost = self.depth
                 if lost:
                     self._dropped["analysis_down"].inc(lost)
+                self._batch, self._batch_bytes = [], 0  # counted with the rest
                 await self._close_pipes(0)
                 await self._spawn()
 
     async def _close_pipes(self, timeout: float) -> None:
+        self._hand_over()
         transport, process = self._transport, self._process
         self._transport = None
         if transport is not None:

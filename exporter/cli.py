@@ -69,7 +69,7 @@ def serve(settings: Settings, config_file: str | None, overrides: dict[str, Any]
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": "exporter.serving:SidecarHttpProtocol",
         "lifespan": "on",
         "access_log": False,
         "server_header": False,

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import pickle
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from exporter.upstream import Headers
 
 FRAME_HEADER = struct.Struct("<I")
 
 
-@dataclass(frozen=True, slots=True)
-class CapturedExchange:
+class CapturedExchange(NamedTuple):
+    """One proxied exchange as the analysis process receives it.
+
+    A tuple, not a dataclass: it is built once per request on each side of the
+    pipe, and a frozen dataclass's __init__ cost 10% of the analysis.
+    """
+
     received_at: float
     request_id: str
     method: str
@@ -35,13 +39,7 @@ class CapturedExchange:
     oversize: str = ""
 
     def frame(self) -> bytes:
-        fields = (
-            self.received_at, self.request_id, self.method, self.path, self.query,
-            self.protocol, self.path_model, self.path_version, self.request_headers,
-            self.request_body, self.status, self.response_headers, self.response_body,
-            self.latency_s, self.oversize,
-        )  # fmt: skip
-        return encode_frame(fields)
+        return encode_frame(tuple(self))  # a plain tuple: no class reference to pickle
 
 
 def encode_frame(message: Any) -> bytes:

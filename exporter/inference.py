@@ -173,12 +173,17 @@ class SchemaInference:
         return feature
 
 
+_FLOATS_OR_BOOLS = frozenset({float, bool})
+
+
 def _unusable(stats: _FieldStats) -> bool:
     return stats.others > 0 or 0 < stats.arrays < stats.observed
 
 
 def _is_numeric_list(value: list[Any]) -> bool:
     """What `array_stats` reads: a (nested, rectangular) list of numbers or booleans."""
+    if _FLOATS_OR_BOOLS.issuperset(map(type, value)):
+        return True  # the usual case, without numpy's conversion (what it would decide)
     try:
         return np.asarray(value).dtype.kind in "biuf"
     except ValueError:  # ragged

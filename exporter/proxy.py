@@ -13,7 +13,6 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from exporter import protocols
@@ -21,13 +20,9 @@ from exporter.capture import CaptureChannel
 from exporter.errors import UpstreamError
 from exporter.frames import CapturedExchange
 from exporter.metrics import LabelCap, Metrics, Tally
+from exporter.serving import ProxiedRequest
 from exporter.settings import Settings
 from exporter.upstream import Headers, UpstreamPool, UpstreamResponse
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 # RFC 9110 7.6.1: connection-specific fields are not forwarded in either direction.
 _HOP_BY_HOP = frozenset(
@@ -129,37 +124,37 @@ class Proxy:
         self.flush_metrics()
         self._schedule_flush()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, request: ProxiedRequest) -> None:
         started = time.perf_counter()
-        body = await self._read_body(receive)
+        body = await request.body()
         if body is None:
-            await _send_json(send, 413, {"error": "request body larger than max_request_bytes"}, [])
-            return
-        path: str = scope["path"]
-        route = protocols.route(path, self._settings.protocol)
-        forward, client_id, request_headers = self._upstream_headers(scope)
+            if request.too_large:
+                _respond_json(request, 413, {"error": "request body larger than max_request_bytes"})
+            return  # or the client has gone
+        route = protocols.route(request.path, self._settings.protocol)
+        forward, client_id, request_headers = self._upstream_headers(request)
         request_id = client_id or _body_id(body, route.protocol) or new_request_id()
         forward.append((b"x-request-id", request_id.encode("latin-1")))
 
-        query: bytes = scope["query_string"]
-        target = self._prefix + scope["raw_path"].decode("latin-1")
-        if query:
-            target += "?" + query.decode("latin-1")
-        method: str = scope["method"]
+        target = self._prefix + request.raw_path.decode("latin-1")
+        if request.query:
+            target += "?" + request.query.decode("latin-1")
         self._in_flight += 1
         upstream_started = time.perf_counter()
         response_headers: Headers = []
         try:
             assert self.pool is not None
-            response = await self.pool.request(method, target, forward, body)
-            status, response_body, response_headers = await self._relay(response, request_id, send)
+            response = await self.pool.request(request.method, target, forward, body)
+            status, response_body, response_headers = await self._relay(
+                response, request_id, request
+            )
             upstream_done = time.perf_counter()
         except UpstreamError as error:
             upstream_done = time.perf_counter()
             self._metrics.upstream_errors.labels(error.reason).inc()
             status, response_body = error.status, b""
-            await _send_json(
-                send,
+            _respond_json(
+                request,
                 error.status,
                 {
                     "error": f"upstream {error.reason.replace('_', ' ')}: {error.detail}",
@@ -181,7 +176,7 @@ class Proxy:
         )
         if route.protocol is not None:
             self._capture(
-                scope,
+                request,
                 route,
                 request_id,
                 (request_headers, body),
@@ -192,15 +187,15 @@ class Proxy:
 
     def _capture(
         self,
-        scope: Scope,
+        client: ProxiedRequest,
         route: protocols.Route,
         request_id: str,
-        request: tuple[Headers, bytes],
+        received: tuple[Headers, bytes],
         status: int,
         response: tuple[Headers, bytes],
         latency: float,
     ) -> None:
-        (request_headers, body), (response_headers, response_body) = request, response
+        (request_headers, body), (response_headers, response_body) = received, response
         # Bodies too large to analyse are not queued: they would only hold memory.
         limit = self._settings.capture_max_bytes
         oversize = ""
@@ -212,9 +207,9 @@ class Proxy:
             CapturedExchange(
                 received_at=time.time(),
                 request_id=request_id,
-                method=scope["method"],
-                path=scope["path"],
-                query=scope["query_string"],
+                method=client.method,
+                path=client.path,
+                query=client.query,
                 protocol=route.protocol or "",
                 path_model=route.model,
                 path_version=route.model_version,
@@ -228,31 +223,14 @@ class Proxy:
             )
         )
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        limit = self._settings.max_request_bytes
-        if not message.get("more_body"):
-            return body if len(body) <= limit else None
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body"):
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _upstream_headers(self, scope: Scope) -> tuple[Headers, str, Headers]:
+    def _upstream_headers(self, request: ProxiedRequest) -> tuple[Headers, str, Headers]:
         """(headers to forward, the client's request id, the headers to analyse)."""
         host = self._host_header
         forward: Headers = []
         analysed: Headers = []
         client_id = ""
         connection_tokens: list[bytes] = []
-        for name, value in scope["headers"]:
+        for name, value in request.headers:
             if name in _ANALYSED:
                 analysed.append((name, value))
             if name in _REQUEST_DROP:
@@ -271,13 +249,13 @@ class Proxy:
             named = set(connection_tokens)
             forward = [(n, v) for n, v in forward if n not in named]
         forward.insert(0, (b"host", host))
-        client = scope.get("client")
+        client = request.client
         if client:
             forward.append((b"x-forwarded-for", client[0].encode("latin-1")))
         return forward, client_id, analysed
 
     async def _relay(
-        self, response: UpstreamResponse, request_id: str, send: Send
+        self, response: UpstreamResponse, request_id: str, request: ProxiedRequest
     ) -> tuple[int, bytes, Headers]:
         """Send the upstream response to the client; return its status, body and the
         headers to analyse."""
@@ -285,23 +263,17 @@ class Proxy:
         if not has_id:
             headers.append((b"x-request-id", request_id.encode("latin-1")))
         try:
-            # Usually the whole answer is in by now: send it in one piece, framed by length.
-            body = b"".join(response.chunks) if response.complete else None
-            if body is not None and not has_length:
-                headers.append((b"content-length", str(len(body)).encode()))
-            await send(
-                {"type": "http.response.start", "status": response.status, "headers": headers}
-            )
-            if body is not None:
-                await send({"type": "http.response.body", "body": body})
+            if response.complete:  # usually the whole answer is in by now
+                chunks = response.chunks
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                request.respond(response.status, headers, body, has_length=has_length)
                 return response.status, body, analysed
+            request.start_stream(response.status, headers, has_length=has_length)
             received: list[bytes] = []
             while chunks := await response.next_chunks():
                 received.extend(chunks)
-                await send(
-                    {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
-                )
-            await send({"type": "http.response.body", "body": b""})
+                await request.stream(b"".join(chunks))
+            request.end_stream()
             return response.status, b"".join(received), analysed
         finally:
             response.release()
@@ -383,17 +355,8 @@ def _response_headers(raw: Headers) -> tuple[Headers, bool, bool, Headers]:
     return headers, has_length, has_id, analysed
 
 
-async def _send_json(send: Send, status: int, payload: dict[str, Any], headers: Headers) -> None:
+def _respond_json(
+    request: ProxiedRequest, status: int, payload: dict[str, Any], headers: Headers | None = None
+) -> None:
     body = json.dumps(payload).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    request.respond(status, [(b"content-type", b"application/json"), *(headers or [])], body)

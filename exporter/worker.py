@@ -71,7 +71,7 @@ def analysis_main(
     feedback = Feedback(feedback_fd)
     reader = FrameReader()
     while data := os.read(exchanges_fd, _READ_BYTES):
-        items = [CapturedExchange(*fields) for fields in reader.feed(data)]
+        items = list(map(CapturedExchange._make, reader.feed(data)))
         if items:
             started = time.perf_counter()
             try:

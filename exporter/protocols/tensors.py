@@ -57,6 +57,8 @@ def reshape_flat(flat: list[Any], shape: tuple[int, ...]) -> list[Any]:
     """Nest a flat row-major list; the caller has checked len(flat) == prod(shape)."""
     if len(shape) <= 1:
         return flat
+    if shape[0] == 1:
+        return [flat if len(shape) == 2 else reshape_flat(flat, shape[1:])]
     step = math.prod(shape[1:])
     if len(shape) == 2:
         return [flat[i * step : (i + 1) * step] for i in range(shape[0])]

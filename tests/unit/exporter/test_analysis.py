@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -50,7 +49,7 @@ def test_features_are_computed_once_per_model_for_the_whole_batch() -> None:
 
 def test_an_unreadable_exchange_is_counted_and_does_not_spoil_the_batch() -> None:
     analysis, registry = analyzer()
-    bad = dataclasses.replace(exchange("a", [1]), request_body=b"{not json")
+    bad = exchange("a", [1])._replace(request_body=b"{not json")
     batch = analysis.process([bad, exchange("a", [3])])
     assert [e.first_row for e in batch.exchanges] == [0]
     np.testing.assert_array_equal(batch.features["a"].numeric["x"], [3.0])

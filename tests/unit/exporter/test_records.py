@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from prometheus_client import CollectorRegistry
@@ -99,7 +98,7 @@ def test_sampling_keeps_all_rows_of_a_request_or_none_and_always_keeps_errors() 
     kept = {r.request_id for r in records}
     assert 60 < len(kept) < 140
     assert all(sum(r.request_id == k for r in records) == 2 for k in kept)
-    failed = dataclasses.replace(items[0], status=500, request_id="failed")
+    failed = items[0]._replace(status=500, request_id="failed")
     assert build_records(analyse(failed), SCHEMAS, {}, RecordPolicy(sample_rate=0.0))
 
 
