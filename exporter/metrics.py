@@ -143,16 +143,14 @@ class _HistogramTally:
         self._bounds: list[float] = histogram._upper_bounds
         self._counts = [0] * len(self._bounds)
         self._sum = 0.0
-        self._pending = False
 
     def observe(self, value: float) -> None:
         # Bucket i holds bounds[i-1] < value <= bounds[i], as Histogram.observe counts.
         self._counts[bisect.bisect_left(self._bounds, value)] += 1
         self._sum += value
-        self._pending = True
 
     def flush(self) -> None:
-        if not self._pending:
+        if not any(self._counts):
             return
         buckets = self._histogram._buckets
         for index, count in enumerate(self._counts):
@@ -161,7 +159,6 @@ class _HistogramTally:
                 self._counts[index] = 0
         self._histogram._sum.inc(self._sum)
         self._sum = 0.0
-        self._pending = False
 
 
 @dataclass(frozen=True)

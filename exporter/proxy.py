@@ -264,8 +264,7 @@ class Proxy:
             headers.append((b"x-request-id", request_id.encode("latin-1")))
         try:
             if response.complete:  # usually the whole answer is in by now
-                chunks = response.chunks
-                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                body = b"".join(response.chunks)
                 request.respond(response.status, headers, body, has_length=has_length)
                 return response.status, body, analysed
             request.start_stream(response.status, headers, has_length=has_length)

@@ -47,8 +47,8 @@ class SidecarHttpProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         sidecar = _find_sidecar(self.app)
-        self._handler: Handler = sidecar.proxy.handle
-        self._max_body: int = sidecar.settings.max_request_bytes
+        self.handler: Handler = sidecar.proxy.handle
+        self.max_body: int = sidecar.settings.max_request_bytes
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -130,12 +130,12 @@ class ProxiedRequest:
         self._chunks: list[bytes] = []
         self._size = 0
         self._chunked = False
-        self.too_large = False
-        # Read by uvicorn's connection handling.
-        self.keep_alive = keep_alive
         self.more_body = True
-        self.disconnected = False
+        self.too_large = False
         self.response_started = False
+        # Also read or set by uvicorn's connection handling (shutdown, connection_lost).
+        self.keep_alive = keep_alive
+        self.disconnected = False
         self.response_complete = False
         self.message_event = asyncio.Event()  # set when the body is in, too large or gone
 
@@ -144,7 +144,7 @@ class ProxiedRequest:
         if self.too_large or self.response_complete:
             return
         self._size += len(data)
-        if self._size > self._protocol._max_body:
+        if self._size > self._protocol.max_body:
             self.too_large = True
             self._chunks.clear()
             self.message_event.set()
@@ -158,7 +158,7 @@ class ProxiedRequest:
     async def run_asgi(self, app: object) -> None:
         """Named as uvicorn calls a request cycle; `app` is not used."""
         try:
-            await self._protocol._handler(self)
+            await self._protocol.handler(self)
         except Exception:
             _logger.exception("Exception while proxying %s %s", self.method, self.path)
             if not self.response_started:
@@ -179,12 +179,10 @@ class ProxiedRequest:
         if self.more_body and not self.too_large and not self.disconnected:
             if self._expect_continue and not self._transport.is_closing():
                 self._transport.write(_CONTINUE)
-            self._protocol.flow.resume_reading()
             await self.message_event.wait()
         if self.too_large or self.disconnected:
             return None
-        chunks = self._chunks
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return b"".join(self._chunks)  # one chunk: that very object, no copy
 
     def respond(
         self, status: int, headers: Headers, body: bytes, *, has_length: bool = False,
@@ -217,7 +215,7 @@ class ProxiedRequest:
         self._write(b"".join(head))
 
     async def stream(self, data: bytes) -> None:
-        if not data or self.method == "HEAD":
+        if not data:  # an empty chunk would end a chunked body
             return
         self._write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
         flow = self._protocol.flow

@@ -5,11 +5,11 @@ from __future__ import annotations
 from grafana.generate.board import Board, Generated
 from grafana.generate.kit import (
     FEATURE,
+    IN_WINDOW,
     MODEL,
     RATE,
     RATIO_STEPS,
     ROWS_PER_SECOND,
-    WINDOW,
     Style,
     prom,
     query_variable,
@@ -17,7 +17,7 @@ from grafana.generate.kit import (
 )
 from grafana.generate.panels import timeseries
 
-PER_FEATURE = f"{MODEL}, {WINDOW}, {FEATURE}"
+PER_FEATURE = f"{IN_WINDOW}, {FEATURE}"
 BY_FEATURE = "model, window, feature"
 LEGEND = "{{model}}/{{feature}} ({{window}})"
 ISSUES = f"mlmon_feature_issues_total{{{MODEL}, {FEATURE}}}"
@@ -39,7 +39,7 @@ def build() -> Generated:
                 "feature",
                 "Feature",
                 "Features of the model's schema.",
-                f"label_values(mlmon_feature_missing_ratio{{{MODEL}, {WINDOW}}}, feature)",
+                f"label_values(mlmon_feature_missing_ratio{{{IN_WINDOW}}}, feature)",
             ),
         ],
     )

@@ -5,9 +5,8 @@ from __future__ import annotations
 from grafana.generate.board import Board, Generated
 from grafana.generate.kit import (
     FEATURE,
+    IN_WINDOW,
     METHOD,
-    MODEL,
-    WINDOW,
     Style,
     prom,
     query_variable,
@@ -16,8 +15,7 @@ from grafana.generate.kit import (
 )
 from grafana.generate.panels import bars, states, timeseries
 
-IN_WINDOW = f"{MODEL}, {WINDOW}"
-PER_FEATURE = f"{MODEL}, {WINDOW}, {FEATURE}, {METHOD}"
+PER_FEATURE = f"{IN_WINDOW}, {FEATURE}, {METHOD}"
 BY_FEATURE = "model, window, feature, method"
 FEATURE_LEGEND = "{{model}}/{{feature}} {{method}} ({{window}})"
 WINDOW_LEGEND = "{{model}} ({{window}})"

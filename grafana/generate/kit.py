@@ -28,6 +28,7 @@ MODEL = 'model=~"$model"'
 VERSION = 'model_version=~"$version"'
 WINDOW = 'window=~"$window"'
 FEATURE = 'feature=~"$feature"'
+IN_WINDOW = f"{MODEL}, {WINDOW}"  # the stats service's series of the chosen model and window
 METHOD = 'method=~"$method"'
 METRIC = 'metric=~"$metric"'
 

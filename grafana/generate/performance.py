@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from grafana.generate.board import Board, Generated
 from grafana.generate.kit import (
+    IN_WINDOW,
     METRIC,
-    MODEL,
-    WINDOW,
     Style,
     prom,
     query_variable,
@@ -14,7 +13,6 @@ from grafana.generate.kit import (
 )
 from grafana.generate.panels import stat_panel, timeseries
 
-IN_WINDOW = f"{MODEL}, {WINDOW}"
 LEGEND = "{{model}} {{metric}} ({{window}})"
 WINDOW_LEGEND = "{{model}} ({{window}})"
 LABELLED = f"max by (model, window) (mlmon_model_performance_samples{{{IN_WINDOW}}})"
