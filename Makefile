@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEBS := prometheus prometheus-alertmanager docker-compose nginx wrk gettext-base chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv debs test lint demo bench clean
+.PHONY: venv debs test lint demo dashboards bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,9 +35,17 @@ test: venv debs lint
 
 # The whole job on 127.0.0.1 with embedded defaults; DEMO_SECONDS=N stops after N s of
 # traffic (more variables: examples/demo_config.py). `exec`: the demo is make's own child,
-# so a SIGTERM that make passes on reaches it and it stops what it started.
+# so a SIGTERM that make passes on reaches it and it stops what it started. Ctrl-C reaches
+# make and the demo alike (a terminal signals its whole foreground process group): the
+# demo stops what it started and exits 0, so make reports no error; make then ends by the
+# SIGINT it received, as GNU make does whatever its recipe returns, so the shell sees 130.
 demo: venv
 	@exec $(BIN)/python -m examples.demo
+
+# grafana/dashboards/*.json from grafana/generate/, with the venv's grafana-foundation-sdk
+# (a system Python has none). `make dashboards ARGS=--check` only compares.
+dashboards: venv
+	$(BIN)/python -m grafana.generate $(ARGS)
 
 bench: venv debs
 	$(BIN)/python benchmarks/proxy_overhead.py

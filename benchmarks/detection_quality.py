@@ -8,7 +8,10 @@ builder; windows are drawn afresh from the same generator (stationary) or with o
 injected, summarised like a SQLite window (`summarize_numeric`, `summarize_categorical`)
 and scored by `evaluate_features` with the calibrated thresholds, exactly as the stats
 service does. A feature "alarms" when `detected` is true (its detection method's score
-above max(floor, calibrated quantile)). Prints figures, asserts nothing.
+above max(floor, calibrated quantile)). The multivariate (PCA reconstruction) check is
+fitted and calibrated by `fit_pca` as the service's start-up does, and scored on the
+stationary windows' rows (at most ROW_SAMPLE_CAP of them, the service's row sample).
+Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from stats_service.baseline_types import Baseline, NumericFeatureBaseline  # noq
 from stats_service.calibration import Calibration, calibrate  # noqa: E402
 from stats_service.drift.settings import EFFECT_SIZE_METHODS, DriftSettings  # noqa: E402
 from stats_service.feature_drift import evaluate_features  # noqa: E402
+from stats_service.multivariate import PcaModel, fit_pca  # noqa: E402
 from stats_service.results import FeatureDrift  # noqa: E402
 from stats_service.summary import (  # noqa: E402
     ColumnSummary,
@@ -40,6 +44,7 @@ from stats_service.summary import (  # noqa: E402
     summarize_categorical,
     summarize_numeric,
 )
+from stats_service.windows import ROW_SAMPLE_CAP  # noqa: E402
 
 TRAINING_ROWS = 200_000
 PLANS = ("basic", "plus", "pro", "team", "student")
@@ -47,6 +52,7 @@ PLAN_SHARES = np.array([0.40, 0.25, 0.15, 0.12, 0.08])
 MISSING_RATE = 0.05
 NUMERIC = ("age", "income", "balance", "score")
 FEATURES = (*NUMERIC, "plan")
+MULTIVARIATE = "multivariate (PCA)"
 # (change, feature changed, note): each is injected alone into fresh windows.
 CHANGES = (
     ("mean+0.1std", "age", "must stay quiet"),
@@ -132,7 +138,16 @@ def summarise(baseline: Baseline, columns: Columns, n: int, seed: int) -> Window
             summaries[feature.name] = summarize_numeric(columns[feature.name], feature, seed=seed)
         else:
             summaries[feature.name] = summarize_categorical(columns[feature.name])
-    return WindowSummary("bench", f"{n}", 0.0, 0.0, n, summaries)
+    rows = row_sample(baseline, columns)
+    return WindowSummary("bench", f"{n}", 0.0, 0.0, n, summaries, row_sample=rows)
+
+
+def row_sample(baseline: Baseline, columns: Columns) -> np.ndarray:
+    """The window's rows as the service's row sample holds them: the baseline row sample's
+    columns, at most ROW_SAMPLE_CAP rows. The rows are independent draws, so the first
+    ROW_SAMPLE_CAP are as uniform a subsample as the readers' random one."""
+    names = baseline.row_sample.columns
+    return np.column_stack([columns[name][:ROW_SAMPLE_CAP] for name in names])
 
 
 @dataclass
@@ -143,14 +158,17 @@ class Tally:
     pvalue_below: int = 0  # ks / chi2: adjusted p-value < false_alarm_rate
 
     def add(self, drift: FeatureDrift, rate: float) -> None:
-        self.windows += 1
-        self.detected += drift.detected
+        self.add_verdict(drift.detected)
         for result in drift.methods:
             if result.threshold is not None and result.score is not None:
                 flagged = result.score > result.threshold
                 self.by_method[result.method] = self.by_method.get(result.method, 0) + flagged
             if result.pvalue is not None:
                 self.pvalue_below += result.pvalue < rate
+
+    def add_verdict(self, detected: bool) -> None:
+        self.windows += 1
+        self.detected += detected
 
     def rate(self, method: str | None = None) -> float:
         if method is None:
@@ -169,7 +187,10 @@ def run(
     settings: DriftSettings,
     scenario: Scenario,
     seed: int,
+    pca: PcaModel | None = None,
 ) -> Tallies:
+    """Scores every window of `scenario`; with `pca`, the multivariate check too (under
+    the MULTIVARIATE key)."""
     tallies: Tallies = {}
     rng = np.random.default_rng(seed)
     if scenario.feature != "*":
@@ -183,7 +204,15 @@ def run(
             for drift in features:
                 tally = tallies.setdefault((drift.feature, n), Tally())
                 tally.add(drift, settings.false_alarm_rate)
+            if pca is not None:
+                add_multivariate(tallies, pca, window)
     return tallies
+
+
+def add_multivariate(tallies: Tallies, pca: PcaModel, window: WindowSummary) -> None:
+    result = pca.evaluate(window.row_sample)
+    tally = tallies.setdefault((MULTIVARIATE, window.rows), Tally())
+    tally.add_verdict(result is not None and result.detected)
 
 
 def upper_bound(alarms: int, windows: int, confidence: float = 0.95) -> float:
@@ -210,20 +239,24 @@ def print_false_alarms(
     header(["feature"], sizes)
     totals = {n: [0, 0] for n in sizes}
     for feature in FEATURES:
-        cells = []
         for n in sizes:
-            tally = null[feature, n]
-            totals[n][0] += tally.detected
-            totals[n][1] += tally.windows
-            bound = upper_bound(tally.detected, tally.windows)
-            cells.append(f"{percent(tally.rate())} (<= {percent(bound)})")
-        print(f"| {feature} | " + " | ".join(cells) + " |")
+            totals[n][0] += null[feature, n].detected
+            totals[n][1] += null[feature, n].windows
+        print(f"| {feature} | " + " | ".join(alarm_cell(null[feature, n]) for n in sizes) + " |")
     cells = [f"{percent(a / w)} (<= {percent(upper_bound(a, w))})" for a, w in totals.values()]
     print("| all features | " + " | ".join(cells) + " |")
+    if (MULTIVARIATE, sizes[0]) in null:
+        cells = [alarm_cell(null[MULTIVARIATE, n]) for n in sizes]
+        print(f"| {MULTIVARIATE} | " + " | ".join(cells) + " |")
     print("| windows | " + " | ".join(f"{windows[n]}" for n in sizes) + " |")
     print()
     print("Share of windows where the feature alarmed (`detected`), with the 95% one-sided")
-    print("Clopper-Pearson upper bound of the true rate.")
+    print("Clopper-Pearson upper bound of the true rate. The multivariate check sees at most")
+    print(f"{ROW_SAMPLE_CAP:,} rows of a window (the service's row sample).")
+
+
+def alarm_cell(tally: Tally) -> str:
+    return f"{percent(tally.rate())} (<= {percent(upper_bound(tally.detected, tally.windows))})"
 
 
 def print_detection(results: dict[str, Tallies], sizes: list[int], windows: dict[int, int]) -> None:
@@ -255,7 +288,14 @@ def print_by_method(null: Tallies, results: dict[str, Tallies], sizes: list[int]
             print(f"| {scenario} | {feature} | {method} | " + " | ".join(cells) + " |")
 
 
-def calibration_time_20_features(settings: DriftSettings) -> tuple[float, int]:
+@dataclass(frozen=True)
+class StartupTimes:
+    calibration_s: float  # univariate thresholds
+    pca_s: float  # PCA fit and its calibration
+    features: int
+
+
+def startup_times_20_features(settings: DriftSettings) -> StartupTimes:
     """Calibration of the 20-feature baseline of benchmarks/baseline_build.py (15 numeric
     with 5,000-value samples, 5 categorical), built from 200,000 generated rows."""
     from benchmarks.baseline_build import generate, schema_document
@@ -266,7 +306,10 @@ def calibration_time_20_features(settings: DriftSettings) -> tuple[float, int]:
         baseline = build_baseline(parse_schema(schema_document(), "schema.yaml"), data)
     started = time.perf_counter()
     calibrate(baseline, settings)
-    return time.perf_counter() - started, len(baseline.features)
+    calibrated = time.perf_counter()
+    fit_pca(baseline, false_alarm_rate=settings.false_alarm_rate)
+    fitted = time.perf_counter()
+    return StartupTimes(calibrated - started, fitted - calibrated, len(baseline.features))
 
 
 def _stationary_windows(n: int) -> int:
@@ -290,7 +333,10 @@ def main() -> int:
     started = time.perf_counter()
     calibration = calibrate(baseline, settings)
     calibration_s = time.perf_counter() - started
-    twenty_s, twenty = calibration_time_20_features(settings)
+    started = time.perf_counter()
+    pca = fit_pca(baseline, false_alarm_rate=settings.false_alarm_rate)
+    pca_s = time.perf_counter() - started
+    twenty = startup_times_20_features(settings)
     features = len(baseline.features)
     print(
         f"baseline: {TRAINING_ROWS:,} training rows, {features} features, built in {build_s:.1f} s"
@@ -301,8 +347,13 @@ def main() -> int:
         f"{settings.categorical_method} (categorical)"
     )
     print(
-        f"calibration: {calibration_s:.2f} s for this baseline; {twenty_s:.2f} s for the "
-        f"{twenty}-feature baseline of benchmarks/baseline_build.py (5,000-value samples)"
+        f"calibration: {calibration_s:.2f} s for this baseline; {twenty.calibration_s:.2f} s "
+        f"for the {twenty.features}-feature baseline of benchmarks/baseline_build.py "
+        "(5,000-value samples)"
+    )
+    print(
+        f"PCA fit and calibration: {pca_s:.2f} s for this baseline; {twenty.pca_s:.2f} s for "
+        f"the {twenty.features}-feature one"
     )
     print()
     # Large windows cost ~0.5 s each to score (KS and Wasserstein on 100,000 values).
@@ -310,7 +361,7 @@ def main() -> int:
     stationary = {n: _stationary_windows(n) // divisor for n in sizes}
     shifted = {n: (200 if n <= 10_000 else 30) // divisor for n in sizes}
     rate = settings.false_alarm_rate
-    null = run(baseline, calibration, settings, Scenario("none", "*", stationary), args.seed)
+    null = run(baseline, calibration, settings, Scenario("none", "*", stationary), args.seed, pca)
     results = {
         change: run(
             baseline, calibration, settings, Scenario(change, feature, shifted), args.seed + i + 1

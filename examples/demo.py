@@ -11,10 +11,11 @@ DEMO_REFRESH seconds: request rate, latency and sidecar overhead, drift and data
 of the shortest window, active alerts, and the URLs to open. Redrawn in place on a
 terminal; appended as plain blocks otherwise, so a log stays readable.
 
-Ends after DEMO_SECONDS of traffic (exit 0), on Ctrl-C (130) or SIGTERM (143), each time
-with a final summary whose line `demo: drift detected on: FEATURES|none` is for scripts,
-and with every process it started stopped. The work directory is a temporary one,
-removed at exit unless DEMO_KEEP=1.
+Ends after DEMO_SECONDS of traffic (exit 0), on Ctrl-C (exit 0: the way a user ends it,
+not a failure, so `make demo` reports no error), or on SIGTERM (143) / SIGHUP (129), each
+time with a final summary whose line `demo: drift detected on: FEATURES|none` is for
+scripts, and with every process it started stopped. The work directory is a temporary
+one, removed at exit unless DEMO_KEEP=1.
 """
 
 from __future__ import annotations
@@ -103,12 +104,15 @@ def run(config: DemoConfig, work_dir: Path) -> int:
         # Read while everything is still up; a second Ctrl-C here still stops the stack.
         live.finish(stack, outcome)
     if isinstance(outcome, KeyboardInterrupt):
+        say("stopped: every process it started has exited")
         return _interrupted_code(outcome)
     return 1 if outcome is not None else 0
 
 
 def _interrupted_code(exc: KeyboardInterrupt) -> int:
-    return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
+    """0 for Ctrl-C, which is how the demo is meant to be ended (make would otherwise
+    print `Error 130`); 128 + N for a signal from elsewhere, as a shell reports it."""
+    return 128 + exc.signum if isinstance(exc, Terminated) else 0
 
 
 if __name__ == "__main__":

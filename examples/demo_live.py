@@ -17,9 +17,11 @@ from examples.demo_probe import (
     Scrape,
     ServiceFigures,
     UnavailableError,
+    alertmanager_link,
     detected_features,
     fetch_alerts,
     fetch_report,
+    prometheus_link,
     scrape_sidecar,
     service_figures,
 )
@@ -42,6 +44,7 @@ class Live:
         self._report: Mapping[str, Any] | None = None  # the latest one read
         self._first_detected: dict[str, float] = {}  # feature -> elapsed s
         self._fired: dict[str, float] = {}  # alert key -> elapsed s first seen firing
+        self._links: list[tuple[str, str]] | None = None  # (label, URL) to open
 
     @property
     def elapsed(self) -> float:
@@ -129,12 +132,6 @@ class Live:
             service = service_figures(previous, scrape) if previous is not None else None
         report = self._read_report(stack)
         alerts = self._read_alerts(stack)
-        links = [("stats page", f"{urls.stats}/"), ("sidecar metrics", f"{urls.sidecar}/metrics")]
-        links.append(("stats report (JSON)", f"{urls.stats}/api/v1/report"))
-        if urls.prometheus is not None:
-            links.append(("Prometheus alerts", f"{urls.prometheus}/alerts"))
-        if urls.alertmanager is not None:
-            links.append(("Alertmanager", f"{urls.alertmanager}/"))
         return Snapshot(
             elapsed_s=self.elapsed,
             duration_s=self.config.seconds,
@@ -146,8 +143,23 @@ class Live:
             alerts=alerts,
             notifications=len(stack.notifications),
             fired_at=dict(self._fired),
-            urls=links,
+            urls=self._urls(stack),
         )
+
+    def _urls(self, stack: Stack) -> list[tuple[str, str]]:
+        """Probed once: which pages exist depends on how Prometheus and Alertmanager were
+        built, and the components are up (ready) by the time the summary shows."""
+        if self._links is None:
+            urls = stack.urls
+            links = [("stats page", f"{urls.stats}/")]
+            links.append(("sidecar metrics", f"{urls.sidecar}/metrics"))
+            links.append(("stats report (JSON)", f"{urls.stats}/api/v1/report"))
+            if urls.prometheus is not None:
+                links.append(prometheus_link(urls.prometheus))
+            if urls.alertmanager is not None:
+                links.append(alertmanager_link(urls.alertmanager))
+            self._links = links
+        return self._links
 
     def _read_report(self, stack: Stack) -> Mapping[str, Any] | str | None:
         try:

@@ -187,6 +187,37 @@ def fetch_alerts(prometheus_url: str) -> list[Alert]:
         raise UnavailableError("unexpected alerts answer") from None
 
 
+def answers(url: str, timeout_s: float = TIMEOUT_S) -> bool:
+    """GET `url` answers 2xx (after redirects)."""
+    try:
+        fetch_text(url, timeout_s)
+    except UnavailableError:
+        return False
+    return True
+
+
+def prometheus_link(prometheus_url: str) -> tuple[str, str]:
+    """(label, URL) of the alerts page this Prometheus serves: `/alerts` in upstream
+    builds (the React UI), `/classic/alerts` in builds without it (Debian's 2.42, where
+    `/alerts` is a 404), else the API."""
+    for path in ("/alerts", "/classic/alerts"):
+        if answers(prometheus_url + path):
+            return ("Prometheus alerts", prometheus_url + path)
+    return ("Prometheus alerts (API: no web UI in this build)", f"{prometheus_url}/api/v1/alerts")
+
+
+def alertmanager_link(alertmanager_url: str) -> tuple[str, str]:
+    """(label, URL) for Alertmanager: its UI where the build has one, else its API. `/`
+    answers 200 either way (Debian's build serves a notice that it has no web
+    application), so the UI's own script is what tells them apart."""
+    if answers(f"{alertmanager_url}/script.js"):
+        return ("Alertmanager", f"{alertmanager_url}/#/alerts")
+    return (
+        "Alertmanager alerts (API: no web UI in this build)",
+        f"{alertmanager_url}/api/v2/alerts",
+    )
+
+
 def detected_features(report: Mapping[str, Any] | None) -> list[str]:
     """Input features the report marks as drifted (the prediction is not an input)."""
     if report is None or report.get("status") != "ok":

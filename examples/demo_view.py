@@ -34,6 +34,7 @@ class Snapshot:
 
 
 def render(snapshot: Snapshot) -> str:
+    width = max((len(label) for label, _ in snapshot.urls), default=0)
     return "\n".join(
         [
             _header(snapshot),
@@ -41,7 +42,7 @@ def render(snapshot: Snapshot) -> str:
             *_drift(snapshot.window, snapshot.report),
             *_alerts(snapshot.alerts, snapshot.notifications, snapshot.fired_at),
             "open:",
-            *(f"  {label:<22} {url}" for label, url in snapshot.urls),
+            *(f"  {label:<{width}}  {url}" for label, url in snapshot.urls),
         ]
     )
 

@@ -21,8 +21,8 @@ prometheus/rules/*.yml. Those rules wait 2 minutes to an hour (`for:`) before an
 fires; `PrometheusOptions.for_override_s` rewrites every `for:` in the copy to that many
 seconds, so that a test or a demo sees alerts within a minute. Alertmanager's
 configuration is prometheus/alertmanager.yml rendered with envsubst as documented, every
-receiver's webhook pointing at the local receiver (email goes to a closed local port and
-fails; Slack has no secret file and fails, each without affecting the webhook);
+receiver keeping its name and only its webhook, pointed at the local receiver (there is no
+SMTP server or Slack secret here: their sends would only fail and fill the log);
 `AlertmanagerOptions` shortens group_wait, group_interval and repeat_interval on every
 route that sets them.
 

@@ -24,7 +24,7 @@ from examples.stack_config import (
     write_stats_config,
 )
 from examples.stack_options import AlertmanagerOptions, PrometheusOptions, StackOptions
-from examples.stack_processes import StackError, free_port
+from examples.stack_processes import StackError
 
 # Readiness: the model server once trained (its training data written), the sidecar once
 # the model server accepts connections, the stats service after its first evaluation,
@@ -171,7 +171,6 @@ def alertmanager(
         directory / "alertmanager.yml",
         envsubst=options.envsubst,
         webhook_url=webhook_url,
-        smtp_smarthost=f"127.0.0.1:{free_port()}",
         group_wait_s=options.group_wait_s,
         group_interval_s=options.group_interval_s,
         repeat_interval_s=options.repeat_interval_s,

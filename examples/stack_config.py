@@ -3,7 +3,8 @@
 Prometheus gets a generated prometheus.yml (127.0.0.1 targets, short intervals) and a
 copy of the repository's rules; Alertmanager gets the repository's template rendered the
 documented way (envsubst limited to mlmon's variables, prometheus/README.md) with the
-webhook pointing at the local receiver; the stats service gets its YAML settings.
+webhook pointing at the local receiver, then reduced to that webhook (same routes,
+receiver names and inhibitions); the stats service gets its YAML settings.
 """
 
 from __future__ import annotations
@@ -126,25 +127,37 @@ def write_prometheus_config(
     return path
 
 
+# Global settings only email and Slack receivers read; the local stack has neither.
+_NOTIFIER_GLOBALS = (
+    "smtp_smarthost",
+    "smtp_from",
+    "smtp_auth_username",
+    "smtp_auth_password_file",
+    "smtp_require_tls",
+    "slack_api_url_file",
+)
+
+
 def render_alertmanager_config(
     path: Path,
     *,
     envsubst: str,
     webhook_url: str,
-    smtp_smarthost: str,
     group_wait_s: float | None,
     group_interval_s: float | None,
     repeat_interval_s: float | None,
 ) -> Path:
-    """The template through envsubst, then the routes' timers shortened where given: on
-    the root route and on every sub-route that sets its own (the critical route's 10 s
-    group_wait would otherwise stay)."""
+    """The template through envsubst, reduced to the receivers the local stack has (every
+    receiver keeps its name and only its webhook), then the routes' timers shortened where
+    given: on the root route and on every sub-route that sets its own (the critical
+    route's 10 s group_wait would otherwise stay)."""
     values = {
         "MLMON_ALERT_WEBHOOK_URL": webhook_url,
+        # Rendered so that the template is exercised as documented, then removed with the
+        # email configurations: there is no SMTP server here.
         "MLMON_ALERT_EMAIL_TO": "mlmon@example.org",
         "MLMON_ALERT_EMAIL_FROM": "alertmanager@example.org",
-        # Nothing listens there: an email notification fails at once, the webhook's not.
-        "MLMON_SMTP_SMARTHOST": smtp_smarthost,
+        "MLMON_SMTP_SMARTHOST": "127.0.0.1:25",
         "MLMON_SMTP_USERNAME": "",
         "MLMON_SLACK_CHANNEL": "",
     }
@@ -163,13 +176,23 @@ def render_alertmanager_config(
         "group_interval": group_interval_s,
         "repeat_interval": repeat_interval_s,
     }
-    if all(value is None for value in timers.values()):
-        path.write_text(rendered)
-        return path
     config = yaml.safe_load(rendered)
+    _webhook_only(config)
     _shorten(config["route"], timers, root=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False, width=1000))
     return path
+
+
+def _webhook_only(config: dict[str, Any]) -> None:
+    """Email and Slack receivers would fail on every notification here (no SMTP server,
+    no /run/secrets/slack_api_url) and fill Alertmanager's log with retries; routing
+    still names the same receivers, so what reaches the webhook is what production
+    routes."""
+    for key in _NOTIFIER_GLOBALS:
+        config.get("global", {}).pop(key, None)
+    for receiver in config.get("receivers") or []:
+        for key in [k for k in receiver if k not in ("name", "webhook_configs")]:
+            del receiver[key]
 
 
 def _shorten(route: dict[str, Any], timers: Mapping[str, float | None], *, root: bool) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prometheus_client import Counter
 
@@ -19,7 +19,9 @@ from exporter import protocols
 from exporter.features import FeatureBatch
 from exporter.frames import CapturedExchange
 from exporter.metrics import LabelCap, Metrics, Tally
+from exporter.names import printable
 from exporter.protocols.base import AdapterConfig, Exchange, ParsedExchange, PayloadError
+from exporter.schema import MAX_NAME_LENGTH
 from exporter.schemas import FeatureStage
 from exporter.settings import Settings
 from exporter.upstream import Headers
@@ -28,9 +30,14 @@ from exporter.upstream import Headers
 @dataclass(frozen=True)
 class AnalysedExchange:
     item: CapturedExchange
-    model: str
+    model: str  # the model's own name (printable): what the input log records
     parsed: ParsedExchange
     first_row: int  # where this exchange's rows start in its model's FeatureBatch
+
+    def row_number(self, row: int) -> int:
+        """The request's own index of `row` (rows may be a sample of the request's)."""
+        numbers = self.parsed.row_numbers
+        return row if numbers is None else numbers[row]
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class Analyzer:
             predictions_selector=g.predictions,
             model_selector=g.model,
             version_selector=g.version,
+            max_rows=settings.max_rows_per_request,
         )
 
     def process(self, items: Sequence[CapturedExchange]) -> AnalysedBatch:
@@ -69,21 +77,49 @@ class Analyzer:
             parsed = self._parse(item)
             if parsed is None:
                 continue
-            model = self._model_label(
-                item.path_model or parsed.model or self._settings.model or "unknown"
-            )
+            # The cap is for metric series only: the log keeps every model's own name.
+            model = printable(item.path_model or parsed.model or self._settings.model or "unknown")
+            label = self._model_label(model)
+            self._record(item, label, parsed)
+            self._count_sampled_out(parsed, label)
+            parsed = self._with_usable_names(item, model, parsed)
             rows = rows_by_model.setdefault(model, [])
             exchanges.append(AnalysedExchange(item, model, parsed, len(rows)))
             rows.extend(parsed.rows)
-            self._record(item, model, parsed)
         features: dict[str, FeatureBatch] = {}
         for model, rows in rows_by_model.items():
             batch = self.features.run(model, rows)
             if batch is not None:
                 features[model] = batch
-                self._record_issues(model, batch)
+                self._record_issues(self._model_label(model), batch)
         self._tally.flush()
         return AnalysedBatch(exchanges, features)
+
+    def count_internal_error(self, item: CapturedExchange) -> None:
+        """An exchange whose analysis failed on a bug: counted, its records lost."""
+        self._metrics.payload_parse_errors.labels(item.protocol, "request", "internal_error").inc()
+
+    def _with_usable_names(
+        self, item: CapturedExchange, model: str, parsed: ParsedExchange
+    ) -> ParsedExchange:
+        """Without fields whose name no store or schema takes (a NUL, a control character;
+        without a schema, over MAX_NAME_LENGTH characters): one such field must not cost
+        the rest of the row, nor other requests' rows."""
+        names = set().union(*parsed.rows)
+        bad = {name for name in names if not name.isprintable()}
+        if self.features.schemas.for_model(model) is None:
+            bad.update(name for name in names if len(name) > MAX_NAME_LENGTH)
+        if not bad:
+            return parsed
+        self._metrics.payload_parse_errors.labels(
+            item.protocol, "request", "invalid_field_name"
+        ).inc()
+        rows = [{k: v for k, v in row.items() if k not in bad} for row in parsed.rows]
+        return replace(parsed, rows=rows)
+
+    def _count_sampled_out(self, parsed: ParsedExchange, label: str) -> None:
+        if parsed.row_numbers is not None:
+            self._metrics.rows_sampled_out.labels(label).inc(parsed.total_rows - len(parsed.rows))
 
     def _parse(self, item: CapturedExchange) -> ParsedExchange | None:
         m = self._metrics
@@ -99,6 +135,7 @@ class Analyzer:
             status=item.status,
             response_headers=_decode_headers(item.response_headers),
             response_body=item.response_body,
+            sample_seed=item.request_id,
         )
         try:
             parsed = protocols.parse(item.protocol, exchange, self._adapter_config)
@@ -111,6 +148,8 @@ class Analyzer:
         if parsed.response_error is not None:
             reason = parsed.response_error.reason
             m.payload_parse_errors.labels(item.protocol, "response", reason).inc()
+        for part, reason in parsed.notes:
+            m.payload_parse_errors.labels(item.protocol, part, reason).inc()
         return parsed
 
     def _record(self, item: CapturedExchange, model: str, parsed: ParsedExchange) -> None:
@@ -129,7 +168,8 @@ class Analyzer:
         if parsed.rows or parsed.tensors:
             tally.observe(
                 series.batch_size,
-                len(parsed.rows) or max((t.shape[0] for t in parsed.tensors if t.shape), default=1),
+                parsed.total_rows
+                or max((t.shape[0] for t in parsed.tensors if t.shape), default=1),
             )
         for prediction in parsed.predictions:
             numbers = [x for x in (prediction.value, prediction.score) if x is not None]

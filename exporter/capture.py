@@ -6,7 +6,8 @@ more than the encoding). The queue is that batch, the pipe and the event loop's
 write buffer, bounded by `queue_max_items` (frames offered but not yet
 analysed) and `queue_max_bytes` (bytes not yet taken by the pipe); past either
 bound the exchange is dropped and counted, never waited on. A dead analysis
-process is restarted, and what it had not analysed is counted as dropped.
+process is restarted, and every exchange it had not settled (analysed, and its
+records written, spooled or counted) is counted as dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from multiprocessing.sharedctypes import Synchronized
 from exporter.frames import CapturedExchange, FrameReader
 from exporter.metrics import Metrics
 from exporter.settings import Settings
-from exporter.worker import analysis_main
+from exporter.worker import Progress, analysis_main
 
 _F_SETPIPE_SZ = 1031  # Linux: grow the pipe so bursts do not fill it
 _PIPE_BYTES = 1024 * 1024
@@ -59,6 +60,8 @@ class CaptureChannel:
         # Read without the lock: an aligned 64-bit read is atomic, and a stale count
         # only makes the item bound a request or two stricter.
         self._processed_count = self._processed.get_obj()
+        # Exchanges whose records are safe (or counted): what a crash cannot lose.
+        self._settled: Synchronized[int] = self._context.Value("q", 0)
         self._sent = 0
         self._batch: list[bytes] = []
         self._batch_bytes = 0
@@ -111,15 +114,20 @@ class CaptureChannel:
             self._handover = None
         batch, self._batch, self._batch_bytes = self._batch, [], 0
         transport = self._transport
+        # A closing pipe means the analysis process died: these frames are in `_sent`, so
+        # the watcher counts them with the rest it never settled.
         if transport is not None and not transport.is_closing():
             transport.write(b"".join(batch))
-        elif batch:
-            self._dropped["analysis_down"].inc(len(batch))
 
     @property
     def depth(self) -> int:
         """Exchanges handed over and not yet analysed."""
         return max(self._sent - int(self._processed.value), 0)
+
+    @property
+    def unsettled(self) -> int:
+        """Exchanges handed over whose records are not yet written or spooled."""
+        return max(self._sent - int(self._settled.value), 0)
 
     def refresh_gauges(self) -> None:
         self._metrics.queue_depth.set(self.depth)
@@ -130,14 +138,20 @@ class CaptureChannel:
         feedback_reader, feedback_writer = _pipe()
         with contextlib.suppress(OSError):
             fcntl.fcntl(exchange_writer.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
-        with self._processed.get_lock():
-            self._processed.value = 0
+        for counter in (self._processed, self._settled):
+            with counter.get_lock():
+                counter.value = 0
         self._sent = 0
         process = self._context.Process(
             target=_child_main,
             name="mlmon-analysis",
             daemon=True,
-            args=(self._settings, exchange_reader, feedback_writer, self._processed),
+            args=(
+                self._settings,
+                exchange_reader,
+                feedback_writer,
+                Progress(self._processed, self._settled),
+            ),
         )
         process.start()
         exchange_reader.close()
@@ -156,7 +170,7 @@ class CaptureChannel:
             await asyncio.sleep(_WATCH_INTERVAL_S)
             process = self._process
             if process is not None and not process.is_alive():
-                lost = self.depth
+                lost = self.unsettled
                 if lost:
                     self._dropped["analysis_down"].inc(lost)
                 self._batch, self._batch_bytes = [], 0  # counted with the rest
@@ -181,9 +195,9 @@ class CaptureChannel:
 
 
 def _child_main(
-    settings: Settings, exchanges: Connection, versions: Connection, processed: Synchronized[int]
+    settings: Settings, exchanges: Connection, versions: Connection, progress: Progress
 ) -> None:
-    analysis_main(settings, _detach(exchanges), _detach(versions), processed)
+    analysis_main(settings, _detach(exchanges), _detach(versions), progress)
 
 
 def _pipe() -> tuple[Connection, Connection]:

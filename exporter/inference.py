@@ -15,8 +15,13 @@ Type rules over the non-missing values of a field:
   other scalars                           -> text
   all (nested) lists of numbers           -> array
   only missing values                     -> categorical (nothing else is known)
-Anything else (mappings in lists, lists mixed with scalars) is skipped. A field is
+Anything else (mappings in lists, lists mixed with scalars) is skipped, and so are
+names that are not printable (a NUL, a control character, a lone surrogate). A field is
 nullable when some row lacks it or has it null.
+
+Secrets: a field whose name looks like a credential (`looks_secret`: password, token,
+api_key, ...) is inferred as a categorical feature logged as a keyed hash, and none of
+its values is kept, so neither `/schema` nor the inferred file ever shows one.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from exporter.feature_values import scalar_text
-from exporter.schema import MAX_NAME_LENGTH, Schema, Source
+from exporter.names import looks_secret, printable
+from exporter.schema import MAX_NAME_LENGTH, Schema, SchemaError, Source
 from exporter.schema_parse import SchemaParser
 
 _MAX_DEPTH = 8
@@ -40,6 +46,7 @@ _MAX_SKIPPED_NAMES = 100
 class _FieldStats:
     path: tuple[str, ...]
     first_row: int
+    secret: bool = False
     nulls: int = 0
     numbers: int = 0
     fractional: bool = False
@@ -78,6 +85,11 @@ class SchemaInference:
         unusable = [name for name, stats in self._fields.items() if _unusable(stats)]
         return [*self._skipped, *unusable]
 
+    @property
+    def usable(self) -> bool:
+        """Whether some field so far can become a feature (`schema` needs one)."""
+        return any(not _unusable(stats) for stats in self._fields.values())
+
     def update(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for row in rows:
             self._flatten(row, ())
@@ -95,11 +107,15 @@ class SchemaInference:
         name = ".".join(path)
         stats = self._fields.get(name)
         if stats is None:
-            if len(name) > self.max_name_length or len(self._fields) >= self.max_features:
+            if (
+                len(name) > self.max_name_length
+                or not name.isprintable()
+                or len(self._fields) >= self.max_features
+            ):
                 if len(self._skipped) < _MAX_SKIPPED_NAMES:
-                    self._skipped[name[: self.max_name_length]] = None
+                    self._skipped[printable(name, self.max_name_length)] = None
                 return
-            stats = self._fields[name] = _FieldStats(path, self.rows_seen)
+            stats = self._fields[name] = _FieldStats(path, self.rows_seen, looks_secret(name))
         if value is None or (isinstance(value, float) and math.isnan(value)):
             stats.nulls += 1
         elif isinstance(value, bool):
@@ -127,11 +143,20 @@ class SchemaInference:
             stats.others += 1
 
     def _remember(self, stats: _FieldStats, text: str | None) -> None:
+        if stats.secret:
+            return  # a credential's values are never held, let alone published
         if text is not None and len(stats.distinct) <= self.max_categories:
             stats.distinct.add(text)
 
     def schema(self, model: str | None = None) -> Schema:
-        """The inferred schema, validated like any schema file."""
+        """The inferred schema, validated like any schema file; SchemaError when no field
+        so far can be a feature (see `usable`)."""
+        if not self.usable:
+            skipped = ", ".join(self.skipped_fields[:5]) or "none"
+            raise SchemaError(
+                f"<inferred schema>: no field usable as a feature among {len(self._fields)} "
+                f"seen in {self.rows_seen} rows (left out: {skipped})"
+            )
         features = []
         for name, stats in self._fields.items():
             feature = self._feature(name, stats)
@@ -152,7 +177,10 @@ class SchemaInference:
             selector = Source("selector", stats.path[0], stats.path[1:]).selector_text()
             feature["source"] = {"selector": selector}
         observed = stats.observed
-        if observed == 0:
+        if stats.secret:
+            feature["type"] = "categorical"
+            feature["log"] = "hash"
+        elif observed == 0:
             feature["type"] = "categorical"
         elif stats.arrays:
             feature["type"] = "array"

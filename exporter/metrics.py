@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from exporter.names import printable
+
 OTHER = "__other__"
 
 LATENCY_BUCKETS = (
@@ -97,7 +99,7 @@ class LabelCap:
             if self._allowed:
                 mapped = value if value in self._allowed else OTHER
             else:
-                mapped = value if len(self._seen) < self._limit else OTHER
+                mapped = printable(value) if len(self._seen) < self._limit else OTHER
             if len(self._seen) < self._limit * 4:  # remembers rejects too, but boundedly
                 self._seen[value] = mapped
             return mapped
@@ -177,6 +179,7 @@ class Metrics:
     prediction_confidence: Histogram
     non_finite_predictions: Counter
     payload_parse_errors: Counter
+    rows_sampled_out: Counter
     feature_issues: Counter
     queue_depth: Gauge
     queue_dropped: Counter
@@ -261,6 +264,12 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             "mlmon_payload_parse_errors",
             "Bodies forwarded but not understood by the protocol adapter.",
             ("protocol", "part", "reason"),
+        ),
+        rows_sampled_out=counter(
+            "mlmon_rows_sampled_out",
+            "Input rows neither analysed nor logged: a request had more than "
+            "max_rows_per_request rows, and a random sample of them was kept.",
+            ("model",),
         ),
         feature_issues=counter(
             "mlmon_feature_issues",

@@ -2,13 +2,15 @@
 
 Privacy: nothing from request headers is logged (so no Authorization, cookies or
 other credentials); `log: false` features are left out and `log: hash` ones are
-already hashed by the feature code. A record whose features pass `record_max_bytes`
-keeps only their size and hash. Sampling keeps every row of an exchange or none,
-and always keeps errors and rows with data-quality issues.
+already hashed by the feature code. Without a schema, fields whose names look like
+credentials (`looks_secret`) are logged as keyed hashes too. A record whose features
+pass `record_max_bytes` keeps only their size and hash. Sampling keeps every row of
+an exchange or none, and always keeps errors and rows with data-quality issues.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -17,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.analysis import AnalysedBatch, AnalysedExchange
-from exporter.features import FeatureBatch
+from exporter.feature_values import scalar_text
+from exporter.features import FeatureBatch, hash_value
+from exporter.names import looks_secret
 from exporter.protocols.base import Prediction
 from exporter.schemas import SchemaSet
 from exporter.store.base import FeatureValue, LogRecord, PredictionValue, StoreColumns
@@ -34,6 +38,8 @@ class RecordPolicy:
     sample_rate: float = 1.0
     record_max_bytes: int = 64 * 1024
     default_version: str = ""
+    # Hashes the values of schemaless fields named like credentials.
+    secret_key: bytes = b""
 
 
 def store_columns(schemas: SchemaSet, model: str) -> StoreColumns | None:
@@ -56,7 +62,7 @@ def build_records(
     for exchange in batch.exchanges:
         features = batch.features.get(exchange.model)
         columns = store_columns(schemas, exchange.model) if features is not None else None
-        rows = _row_features(exchange, features, columns)
+        rows = _row_features(exchange, features, columns, policy.secret_key)
         issues = _row_issues(exchange, features, len(rows))
         if not _sampled(exchange, issues, policy.sample_rate):
             continue
@@ -68,7 +74,8 @@ def build_records(
             or policy.default_version
         )
         predictions = parsed.predictions if len(parsed.predictions) == len(rows) else []
-        for row, values in enumerate(rows):
+        for index, values in enumerate(rows):
+            row = exchange.row_number(index)
             records.append(
                 LogRecord(
                     id=f"{item.request_id}:{row}",
@@ -81,15 +88,18 @@ def build_records(
                     status=item.status,
                     latency_ms=item.latency_s * 1000.0,
                     features=_capped(values, policy.record_max_bytes),
-                    issues=issues[row],
-                    prediction=_prediction(predictions[row]) if predictions else None,
+                    issues=issues[index],
+                    prediction=_prediction(predictions[index]) if predictions else None,
                 )
             )
     return records
 
 
 def _row_features(
-    exchange: AnalysedExchange, features: FeatureBatch | None, columns: StoreColumns | None
+    exchange: AnalysedExchange,
+    features: FeatureBatch | None,
+    columns: StoreColumns | None,
+    secret_key: bytes,
 ) -> list[dict[str, FeatureValue]]:
     parsed = exchange.parsed
     if features is not None and columns is not None:
@@ -104,7 +114,7 @@ def _row_features(
             rows.append(values)
         return rows
     if parsed.rows:
-        return [flatten_row(row) for row in parsed.rows]
+        return [flatten_row(row, secret_key) for row in parsed.rows]
     if parsed.tensors:  # Triton binary data: shapes and dtypes only
         described: dict[str, FeatureValue] = {}
         for tensor in parsed.tensors:
@@ -131,23 +141,26 @@ def _sampled(exchange: AnalysedExchange, issues: list[list[str]], rate: float) -
     return int.from_bytes(digest, "big") / 2**64 < rate
 
 
-def flatten_row(row: Mapping[str, Any]) -> dict[str, FeatureValue]:
-    """A schemaless row as scalar values under dotted names, bounded in width and size."""
+def flatten_row(row: Mapping[str, Any], secret_key: bytes) -> dict[str, FeatureValue]:
+    """A schemaless row as scalar values under dotted names, bounded in width and size;
+    values of fields named like credentials as keyed hashes."""
     out: dict[str, FeatureValue] = {}
-    _flatten(row, "", out, 0)
+    _flatten(row, "", out, 0, secret_key)
     return out
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str, out: dict[str, FeatureValue],
-             depth: int) -> None:  # fmt: skip
+             depth: int, secret_key: bytes) -> None:  # fmt: skip
     for key, value in mapping.items():
         if len(out) >= MAX_FIELDS:
             return
         name = f"{prefix}{key}"
-        if len(name) > MAX_NAME_LENGTH:
+        if len(name) > MAX_NAME_LENGTH or not name.isprintable():
             continue
         if isinstance(value, Mapping) and depth < _MAX_DEPTH:
-            _flatten(value, f"{name}.", out, depth + 1)
+            _flatten(value, f"{name}.", out, depth + 1, secret_key)
+        elif _secret(name):
+            out[name] = _hashed_scalar(value, secret_key)
         elif isinstance(value, bool):
             out[name] = "true" if value else "false"
         elif isinstance(value, int | float):
@@ -158,6 +171,18 @@ def _flatten(mapping: Mapping[str, Any], prefix: str, out: dict[str, FeatureValu
             out[name] = None
         elif isinstance(value, list):
             out[f"{name}.size"] = float(_size(value))
+
+
+# A row's field names repeat from request to request: decide each once.
+_secret = functools.lru_cache(maxsize=4096)(looks_secret)
+
+
+def _hashed_scalar(value: Any, key: bytes) -> str | None:
+    try:
+        text = scalar_text(value)
+    except TypeError:  # a list or mapping under a credential's name: its size says nothing
+        text = json.dumps(value, sort_keys=True, default=str)
+    return None if text is None else hash_value(key, text)
 
 
 def _size(value: list[Any]) -> int:

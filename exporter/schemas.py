@@ -8,6 +8,8 @@ from `/schema` and edit.
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,7 +94,35 @@ class FeatureStage:
     def take_inferred(self) -> dict[str, Schema]:
         """Schemas inferred since the last call, by model."""
         models, self.changed = self.changed, set()
-        return {m: self.inferences[m].schema(model=m) for m in models}
+        # A model whose fields are all unusable so far has no schema yet, not an error.
+        return {m: self.inferences[m].schema(model=m) for m in models if self.inferences[m].usable}
+
+
+SCHEMALESS_KEY_FILE = "schemaless-hash.key"
+
+
+def schemaless_hash_key(settings: Settings) -> bytes:
+    """The key that hashes credential-like fields of schemaless rows: `hash_key_file` when
+    set, else a random key kept in the spool directory (created once, readable by its
+    owner only), so hashes stay the same across restarts and server processes."""
+    configured = _read_hash_key(settings.hash_key_file)
+    if configured is not None:
+        return configured
+    root = Path(settings.spool_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / SCHEMALESS_KEY_FILE
+    if not path.exists():
+        draft = root / f".{SCHEMALESS_KEY_FILE}.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(secrets.token_hex(32).encode())
+        try:
+            os.link(draft, path)  # atomic: of two processes starting at once, one key wins
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_bytes().strip()
 
 
 def _read_hash_key(path: str) -> bytes | None:

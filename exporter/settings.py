@@ -99,6 +99,11 @@ class Settings:
     max_request_bytes: int = setting(
         256 * 1024 * 1024, check=_at_least_one, help="larger request bodies get 413"
     )
+    max_rows_per_request: int = setting(
+        1000,
+        check=_at_least_one,
+        help="rows of one request analysed and logged; the others are sampled out, counted",
+    )
     models: tuple[str, ...] = setting((), help="allow-list of model label values")
     max_label_values: int = setting(
         50, check=_at_least_one, help="distinct model/version/class labels before __other__"

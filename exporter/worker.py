@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+import sys
 import time
+import traceback
+from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry
 
@@ -21,9 +26,10 @@ from exporter.frames import CapturedExchange, FrameReader, encode_frame
 from exporter.metrics import make_metrics
 from exporter.records import RecordPolicy, build_records, store_columns
 from exporter.schema_yaml import schema_to_yaml
-from exporter.schemas import FeatureStage, SchemaSet
+from exporter.schemas import FeatureStage, SchemaSet, schemaless_hash_key
 from exporter.settings import Settings
 from exporter.store import open_store
+from exporter.store.base import LogRecord
 from exporter.store.spool import Spool, claim_directory
 from exporter.store.writer import LogWriter, WriterMetrics
 
@@ -38,8 +44,21 @@ ANALYSIS_NICENESS = 10
 _READ_BYTES = 4 * 1024 * 1024
 
 
+class Progress(NamedTuple):
+    """Counters shared with the serving process, which bounds its hand-over by the first
+    and, should this process die, counts what the second does not cover as lost."""
+
+    analysed: Synchronized[int]  # exchanges taken off the pipe and analysed
+    settled: Synchronized[int]  # of those, exchanges whose records are written or spooled
+
+
+def _add(counter: Synchronized[int], amount: int) -> None:
+    with counter.get_lock():
+        counter.value += amount
+
+
 def analysis_main(
-    settings: Settings, exchanges_fd: int, feedback_fd: int, processed: Synchronized[int]
+    settings: Settings, exchanges_fd: int, feedback_fd: int, progress: Progress
 ) -> None:
     """Entry point of the analysis process: read until the serving side closes the pipe.
 
@@ -57,40 +76,83 @@ def analysis_main(
     metrics = make_metrics(CollectorRegistry())  # values go to the multiprocess files
     schemas = SchemaSet.from_settings(settings)
     analyzer = Analyzer(settings, metrics, FeatureStage(schemas))
+
     writer = LogWriter(
         lambda: open_store(settings),
         Spool(claim_directory(settings.spool_dir), settings.spool_max_bytes),
         WriterMetrics(metrics.log_records, metrics.log_spool_bytes, metrics.log_write_duration),
+        on_done=lambda exchanges: _add(progress.settled, exchanges),
     )
     writer.start()
     policy = RecordPolicy(
         sample_rate=settings.log_sample_rate,
         record_max_bytes=settings.record_max_bytes,
         default_version=settings.model_version,
+        secret_key=schemas.hash_key or schemaless_hash_key(settings),
     )
+    pipeline = _Pipeline(analyzer, schemas, writer, policy)
     feedback = Feedback(feedback_fd)
     reader = FrameReader()
-    while data := os.read(exchanges_fd, _READ_BYTES):
+    while True:
+        # Wake without traffic too: a schema inferred from the last batch must still be
+        # sent once its interval has passed.
+        if not select.select([exchanges_fd], [], [], SCHEMA_FEEDBACK_INTERVAL_S)[0]:
+            feedback.send(analyzer)
+            continue
+        data = os.read(exchanges_fd, _READ_BYTES)
+        if not data:
+            break
         items = list(map(CapturedExchange._make, reader.feed(data)))
         if items:
             started = time.perf_counter()
-            try:
-                batch = analyzer.process(items)
-                for model in batch.features:
-                    columns = store_columns(schemas, model)
-                    if columns is not None:
-                        writer.prepare(columns)
-                writer.submit(build_records(batch, schemas, analyzer.versions, policy))
-            except Exception:  # a bug here must not stop the analysis of what follows
-                metrics.payload_parse_errors.labels("", "request", "internal_error").inc(len(items))
+            writer.submit(pipeline.records(items), len(items))
             metrics.worker_duration.observe(time.perf_counter() - started)
-        with processed.get_lock():
-            processed.value += len(items)
+            _add(progress.analysed, len(items))
         feedback.send(analyzer)
         time.sleep(DRAIN_INTERVAL_S)
     os.close(exchanges_fd)
     writer.stop(settings.shutdown_timeout_s)
     feedback.close()
+
+
+@dataclass(frozen=True)
+class _Pipeline:
+    """Exchanges -> records: the analysis, then the records the policy keeps."""
+
+    analyzer: Analyzer
+    schemas: SchemaSet
+    writer: LogWriter
+    policy: RecordPolicy
+
+    def records(self, items: list[CapturedExchange]) -> list[LogRecord]:
+        """The records of a drained batch. Should the batch fail, each exchange is analysed
+        on its own, so that one that trips a bug costs only its own records (counted)."""
+        try:
+            return self._records(items)
+        except Exception:
+            pass
+        records: list[LogRecord] = []
+        for item in items:
+            try:
+                records.extend(self._records([item]))
+            except Exception:
+                self.analyzer.count_internal_error(item)
+                _report_internal_error(f"analysing {item.protocol} request {item.request_id}")
+        return records
+
+    def _records(self, items: list[CapturedExchange]) -> list[LogRecord]:
+        batch = self.analyzer.process(items)
+        for model in batch.features:
+            columns = store_columns(self.schemas, model)
+            if columns is not None:
+                self.writer.prepare(columns)
+        return build_records(batch, self.schemas, self.analyzer.versions, self.policy)
+
+
+def _report_internal_error(doing: str) -> None:
+    print(f"mlmon-exporter: internal error while {doing}:", file=sys.stderr)
+    traceback.print_exc(limit=20, file=sys.stderr)
+    sys.stderr.flush()
 
 
 class Feedback:
@@ -102,6 +164,12 @@ class Feedback:
         self._next_schemas = 0.0
 
     def send(self, analyzer: Analyzer) -> None:
+        try:
+            self._send(analyzer)
+        except Exception:  # what the serving side shows can wait; the analysis goes on
+            _report_internal_error("sending model versions and schemas")
+
+    def _send(self, analyzer: Analyzer) -> None:
         messages: list[tuple[str, str, str]] = [
             ("version", model, version)
             for model, version in analyzer.versions.items()

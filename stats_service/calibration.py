@@ -70,7 +70,7 @@ PREDICTION = "prediction"
 # Blocks of the Wasserstein null: this many of equal count plus this many of equal width.
 WASSERSTEIN_BLOCKS = 64
 # How sure a threshold is to lie at or above the true null quantile despite resampling
-# noise (see `_upper_rank`).
+# noise (see `upper_rank`).
 QUANTILE_CONFIDENCE = 0.9
 
 
@@ -189,7 +189,7 @@ def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "big")])
 
 
-def _upper_rank(resamples: int, rate: float) -> int:
+def upper_rank(resamples: int, rate: float) -> int:
     """0-based rank of the order statistic used as the (1 - rate) quantile: the smallest
     that is at or above the true quantile with probability QUANTILE_CONFIDENCE (the count
     of resamples below the true quantile is Binomial(resamples, 1 - rate))."""
@@ -213,7 +213,7 @@ def _simulate(
     for n in sizes:
         for method, scores in scores_at(n).items():
             if rank is None:
-                rank = _upper_rank(len(scores), rate)
+                rank = upper_rank(len(scores), rate)
             quantiles[method].append(float(np.partition(scores, rank)[rank]))
         done.append(n)
         if all(floors[m] > 0 and quantiles[m][-1] <= floors[m] for m in floors):

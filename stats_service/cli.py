@@ -1,27 +1,29 @@
 """`mlmon-stats`: the stats service's command line.
 
-Subcommands: `infer-schema` (a starting schema from data), `baseline` (build the
-reference from training data), `serve` (evaluate the input log's windows continuously and
-serve the gauges) and `report` (the same evaluation, once, of a data file). Each
-subcommand is one `_add_*` function registering its parser and its `run` function.
-Errors a user can fix are printed as one line, `mlmon-stats: error: ...`, exit code 2.
+Subcommands: `infer-schema` (a starting schema from data: features, and a `prediction:`
+section told from the prediction and label columns, `stats_service.schema_sample`),
+`baseline` (build the reference from training data), `serve` (evaluate the input log's
+windows continuously and serve the gauges) and `report` (the same evaluation, once, of a
+data file). Each subcommand is one `_add_*` function registering its parser and its `run`
+function. Errors a user can fix are printed as one line, `mlmon-stats: error: ...`, exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from exporter.errors import SettingsError
-from exporter.features import SchemaInference
 from exporter.schema import SchemaError, load_schema
 from exporter.schema_yaml import schema_to_yaml
-from exporter.table import table_to_rows
 from stats_service.baseline import BaselineError, build_baseline, save_baseline
+from stats_service.baseline_types import Baseline
+from stats_service.column_roles import ColumnRoleError, Role
 from stats_service.progress import ProgressBar
-from stats_service.readers import DataReader
+from stats_service.schema_sample import sample_schema_inputs
 
 PROG = "mlmon-stats"
 
@@ -44,7 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run(args)
     except DriftDetected:
         return 1
-    except (SchemaError, BaselineError, SettingsError, UsageError, OSError) as exc:
+    except (
+        SchemaError,
+        BaselineError,
+        SettingsError,
+        UsageError,
+        ColumnRoleError,
+        OSError,
+    ) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -78,34 +87,49 @@ def _add_infer_schema(commands: argparse._SubParsersAction[argparse.ArgumentPars
     command.add_argument("--out", type=Path, help="schema YAML to write (default: stdout)")
     command.add_argument("--sample-rows", type=_positive, default=10_000, metavar="N")
     command.add_argument("--model", help="model name to put in the schema")
+    command.add_argument(
+        "--prediction-column", metavar="C", help="the model's output (default: by its name)"
+    )
+    command.add_argument("--label-column", metavar="C", help="ground truth (default: by its name)")
+    command.add_argument("--score-column", metavar="C", help="confidence of the predicted label")
+    command.add_argument(
+        "--no-detect-columns",
+        dest="detect_columns",
+        action="store_false",
+        help="take no column as prediction or label by its name (prediction, label, target...)",
+    )
     command.set_defaults(run=_run_infer_schema)
 
 
 def _run_infer_schema(args: argparse.Namespace) -> None:
-    inference = SchemaInference()
-    reader = DataReader(args.data)
-    for table in reader.chunks(min(args.sample_rows, 50_000)):
-        inference.update(table_to_rows(table)[: args.sample_rows - inference.rows_seen])
-        if inference.rows_seen >= args.sample_rows:
-            break
-    if inference.rows_seen == 0:
+    flags: dict[Role, str | None] = {
+        "prediction": args.prediction_column,
+        "score": args.score_column,
+        "label": args.label_column,
+    }
+    sampled = sample_schema_inputs(args.data, args.sample_rows, flags, detect=args.detect_columns)
+    if sampled.rows == 0:
         raise UsageError(f"{args.data}: no data rows to infer a schema from")
-    schema = inference.schema(model=args.model)
+    schema = sampled.inference.schema(model=args.model)
+    task = sampled.task()
+    if task is not None and task.spec is not None:
+        schema = dataclasses.replace(schema, prediction=task.spec)
     header = (
-        f"# Starting schema inferred by {PROG} from {inference.rows_seen} rows of "
+        f"# Starting schema inferred by {PROG} from {sampled.rows} rows of "
         f"{args.data.name}.\n# Review types, ranges, categories and nullable before use.\n"
+        + "".join(f"# {line}\n" for line in sampled.notes(task))
     )
     text = schema_to_yaml(schema, header)
     if args.out is None:
         sys.stdout.write(text)
     else:
         args.out.write_text(text, encoding="utf-8")
-    if inference.skipped_fields:
-        skipped = ", ".join(inference.skipped_fields[:10])
-        print(
-            f"{PROG}: note: left out {len(inference.skipped_fields)} fields: {skipped}",
-            file=sys.stderr,
-        )
+    for line in sampled.notes(task):
+        print(f"{PROG}: note: {line}", file=sys.stderr)
+    skipped_fields = sampled.inference.skipped_fields
+    if skipped_fields:
+        skipped = ", ".join(skipped_fields[:10])
+        print(f"{PROG}: note: left out {len(skipped_fields)} fields: {skipped}", file=sys.stderr)
 
 
 def _add_baseline(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -216,6 +240,7 @@ def _run_report(args: argparse.Namespace) -> None:
     # The baseline named on the command line is the one model evaluated.
     settings = load(args.config, overrides={"baselines": f"data={args.baseline}"})
     baseline = load_baseline(args.baseline)
+    model = report_model_name(baseline, args.baseline)
     summary = summarize_file(
         baseline,
         args.data,
@@ -223,8 +248,9 @@ def _run_report(args: argparse.Namespace) -> None:
         label_column=args.label_column,
         score_column=args.score_column,
         hash_key=args.hash_key_file.read_bytes().strip() if args.hash_key_file else None,
+        model=model,
     )
-    context = prepare_model(baseline.schema.model or "data", baseline, str(args.baseline), settings)
+    context = prepare_model(model, baseline, str(args.baseline), settings)
     result = evaluate_window(context, summary)
     if result.status != "ok":
         raise UsageError(f"{args.data}: {result.message} (min_samples in --config)")
@@ -234,6 +260,11 @@ def _run_report(args: argparse.Namespace) -> None:
         print(render_table(result))
     if drift_detected([result]):
         raise DriftDetected
+
+
+def report_model_name(baseline: Baseline, path: Path) -> str:
+    """The model a report is about: the schema's `model`, else the baseline file's stem."""
+    return baseline.schema.model or path.stem
 
 
 if __name__ == "__main__":

@@ -24,15 +24,25 @@ value minus its reconstruction); a window's error is the mean over its rows. On
 training-like data it is about the share of variance left out, (1 - variance) or a
 little more.
 
-Threshold, calibrated on the held-out half so the null is that of unseen data: for a
-window of n rows, the (1 - false_alarm_rate) quantile of the mean error of n rows drawn
-with replacement from the held-out rows' errors. It is computed on a grid of sizes
-(geometric from 1 to `max_window`), made non-increasing in n (resampling noise aside,
-larger windows vary less), and interpolated in log n, clamped at the ends (larger
-windows get the `max_window` threshold: conservative). It is never below the effect-size
-floor `floor_ratio` x the held-out mean error (1.1: the error must grow by 10% however
-large the window, as a p-value alone would flag negligible changes in big windows), nor
-below 1e-6 (exactly collinear training data leaves an error of 0).
+Threshold, calibrated on the held-out half so the null is that of unseen data, at the
+window's size as the univariate thresholds are (`stats_service.calibration`): for a window
+of n rows, the (1 - false_alarm_rate) quantile of the mean error of n held-out rows drawn
+with replacement, minus a redraw of the held-out mean (both sides resampled, since the
+held-out mean the window is compared with is itself an estimate: with 2,500 held-out rows,
+leaving that out put 1.9% of stationary 1,000-row windows of benchmarks/baseline_build.py's
+data over a 1% target; 0.7% with it).
+The quantile is the order statistic that lies at or above the true one with 90%
+confidence (`calibration.upper_rank`), not the plain empirical quantile, which scatters
+around it. It is simulated on a geometric grid of sizes from 1 to `max_window` (the
+windows' row-sample cap: no window has more rows to evaluate), stopping at the first size
+whose quantile is at or below the floor (larger windows get the floor anyway, and they are
+the costly sizes); made non-increasing in n by a running maximum from the large end (so
+resampling noise can only raise a threshold), interpolated linearly in log n and clamped
+at the ends. The threshold is never below the effect-size floor `floor_ratio` x the
+held-out mean error (1.1: the error must grow by 10% however large the window, as a
+p-value alone would flag negligible changes in big windows), nor below 1e-6 (exactly
+collinear training data leaves an error of 0). A window of a single row, or of fewer rows
+than components, has a threshold like any other: the grid starts at 1 row.
 """
 
 from __future__ import annotations
@@ -45,14 +55,16 @@ import numpy.typing as npt
 
 from exporter.table import BoolArray, FloatArray
 from stats_service.baseline_types import Baseline
+from stats_service.calibration import upper_rank
 from stats_service.results import MultivariateResult
+from stats_service.windows import ROW_SAMPLE_CAP
 
 __all__ = ["PcaModel", "Projection", "fit_pca", "fit_projection"]
 
 VARIANCE = 0.9
 FALSE_ALARM_RATE = 0.01
 MIN_ROWS = 50
-MAX_WINDOW = 4096
+MAX_WINDOW = ROW_SAMPLE_CAP
 GRID_POINTS = 25
 FLOOR_RATIO = 1.1
 ABSOLUTE_FLOOR = 1e-6
@@ -196,8 +208,9 @@ def fit_pca(
     if projection is None:
         return None
     held_errors = projection.errors(z[held_out])
-    sizes, quantiles = _calibrate(held_errors, false_alarm_rate, replicates, max_window, rng)
     baseline_error = float(held_errors.mean())
+    floor = max(floor_ratio * baseline_error, ABSOLUTE_FLOOR)
+    sizes, quantiles = _calibrate(held_errors, false_alarm_rate, replicates, max_window, floor, rng)
     return PcaModel(
         columns=sample.columns,
         used=used,
@@ -206,7 +219,7 @@ def fit_pca(
         projection=projection,
         sizes=sizes,
         quantiles=quantiles,
-        floor=max(floor_ratio * baseline_error, ABSOLUTE_FLOOR),
+        floor=floor,
         baseline_error=baseline_error,
         false_alarm_rate=false_alarm_rate,
     )
@@ -230,17 +243,33 @@ def _calibrate(
     false_alarm_rate: float,
     replicates: int,
     max_window: int,
+    floor: float,
     rng: np.random.Generator,
 ) -> tuple[FloatArray, FloatArray]:
-    """The (1 - false_alarm_rate) quantile of the mean of n resampled errors, per n."""
-    sizes = np.unique(np.round(np.geomspace(1.0, max_window, GRID_POINTS)))
-    quantiles = np.empty(len(sizes))
+    """Grid sizes and the null quantile of a window's mean error at each (module docstring)."""
+    grid = np.unique(np.round(np.geomspace(1.0, max_window, GRID_POINTS))).astype(np.intp)
+    # The held-out mean is what a window is compared with; redrawing it per replicate
+    # carries its own sampling error into the null, as the univariate calibration does.
+    shift = float(errors.mean()) - _resampled_means(errors, len(errors), replicates, rng)
+    rank = upper_rank(replicates, false_alarm_rate)
+    quantiles: list[float] = []
+    for size in grid.tolist():
+        null = _resampled_means(errors, size, replicates, rng) + shift
+        quantiles.append(float(np.partition(null, rank)[rank]))
+        if quantiles[-1] <= floor:
+            break
+    envelope = np.maximum.accumulate(np.array(quantiles)[::-1])[::-1]
+    return grid[: len(quantiles)].astype(np.float64), envelope
+
+
+def _resampled_means(
+    errors: FloatArray, size: int, replicates: int, rng: np.random.Generator
+) -> FloatArray:
+    """`replicates` means of `size` values drawn with replacement from `errors`."""
     means = np.empty(replicates)
-    for i, size in enumerate(sizes.astype(np.intp)):
-        block = max(1, _BLOCK // int(size))
-        for start in range(0, replicates, block):
-            stop = min(start + block, replicates)
-            draws: IntArray = rng.integers(0, len(errors), size=(stop - start, int(size)))
-            means[start:stop] = errors[draws].mean(axis=1)
-        quantiles[i] = np.quantile(means, 1.0 - false_alarm_rate)
-    return sizes, np.minimum.accumulate(quantiles)
+    block = max(1, _BLOCK // size)
+    for start in range(0, replicates, block):
+        stop = min(start + block, replicates)
+        draws: IntArray = rng.integers(0, len(errors), size=(stop - start, size))
+        means[start:stop] = errors[draws].mean(axis=1)
+    return means

@@ -7,6 +7,7 @@ statistic after it are the live service's own.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,14 +33,18 @@ def summarize_file(
     label_column: str | None = None,
     score_column: str | None = None,
     hash_key: bytes | None = None,
+    model: str | None = None,
 ) -> WindowSummary:
-    """Raises BaselineError naming the file when it cannot be read or lacks a column."""
+    """The file as a window named after it, of `model` (default: the schema's model).
+    Raises BaselineError naming the file when it cannot be read or lacks a column."""
     window = read_file(
         baseline,
         path,
         extra={"prediction": prediction_column, "label": label_column, "score": score_column},
         hash_key=hash_key,
     )
+    if model is not None:
+        window = dataclasses.replace(window, model=model)
     return summarize_window(window, baseline, Path(path).name, 0.0, 0.0)
 
 

@@ -2,7 +2,8 @@
 
 Per model and window of the latest evaluation, per feature (and the prediction): the
 baseline's and the window's shares over the same bins as overlaid bars in an inline
-SVG, and the detection score against its threshold. Plain HTML and SVG, no script, no
+SVG, and the detection score against its threshold; each window's share of drifted
+features coloured by what it means (`verdict_level`). Plain HTML and SVG, no script, no
 external resource; it refreshes itself.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
+from typing import Literal
 
 from stats_service.report import evaluation_time
 from stats_service.results import FeatureDrift, Histogram, WindowResult
 from stats_service.runner import Evaluation
 
+VerdictLevel = Literal["ok", "warning", "alert"]
 WIDTH, HEIGHT, PAD = 360, 140, 18
 REFRESH_S = 15
 
@@ -26,6 +29,8 @@ h1{font-size:20px}h2{font-size:17px;margin-top:28px}
 .card.drift{border-color:#c62828;box-shadow:0 0 0 1px #c62828}
 .card h3{font-size:15px;margin:0 0 4px}.meta{font-size:12px;color:#555}
 .flag{color:#c62828;font-weight:600}.ok{color:#2e7d32}
+.verdict.ok{color:#2e7d32}.verdict.warning{color:#b26a00;font-weight:600}
+.verdict.alert{color:#c62828;font-weight:600}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px}
 """
 
@@ -58,14 +63,26 @@ def _window(result: WindowResult) -> str:
         )
     verdict = ""
     if result.drift_share is not None:
-        css = "flag" if result.dataset_drift else "ok"
-        verdict = f" <span class='{css}'>{result.drift_share:.0%} of features drifted</span>"
+        level = verdict_level(result)
+        verdict = (
+            f" <span class='verdict {level}' data-level='{level}'>"
+            f"{result.drift_share:.0%} of features drifted</span>"
+        )
     drifts: Sequence[FeatureDrift] = [
         *result.features,
         *([result.prediction] if result.prediction is not None else []),
     ]
     cards = "".join(_card(drift) for drift in drifts)
     return f"<h2>{title}{verdict}</h2><div class='grid'>{cards}</div>"
+
+
+def verdict_level(result: WindowResult) -> VerdictLevel:
+    """ok (green): no feature drifted; warning (amber): some did, fewer than
+    `drift.dataset_share`; alert (red): dataset drift. Green for "17% drifted" would tell
+    a reader to look no further while a feature has moved."""
+    if result.dataset_drift:
+        return "alert"
+    return "warning" if result.drift_share else "ok"
 
 
 def _card(drift: FeatureDrift) -> str:

@@ -42,13 +42,18 @@ class index (into `spec.classes` when given), as the sidecar does.
 Regression: MAE and RMSE of `predicted_value` against the numeric truth (booleans are
 0/1, texts are read as numbers).
 
-Without a spec the task is inferred: a classifier when some row has a predicted label
-(binary with at most two labels seen, else multiclass), regression when some row has a
-predicted value; otherwise None. Declare the task in the schema to avoid guessing.
+Without a spec the task is inferred from the rows' ground truth and predictions (a row's
+predicted label, else its predicted value) by `stats_service.task_inference`, the rules
+`infer-schema` writes a schema's `prediction:` section with: so probabilities against 0/1
+labels are a binary task (threshold 0.5), not a regression. No prediction in any row (a
+score alone is a confidence, not a prediction) gives None. The result says where its task
+came from (`task_source`: "schema" or "inferred") and, when inferred, why (`task_reason`).
+Declare the task in the schema to avoid guessing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -56,15 +61,15 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import rankdata
 
-from exporter.schema import PredictionSpec, Task
+from exporter.schema import PredictionSpec
 from exporter.store.base import LabelValue
 from exporter.table import BoolArray, FloatArray
 from stats_service.results import PerformanceResult
 from stats_service.summary import Labelled
+from stats_service.task_inference import canonical_label, infer_task
 
 __all__ = ["canonical_label", "evaluate_performance"]
 
-_BOOLEAN_WORDS = {"true": "1", "false": "0"}
 _EPS = float(np.finfo(np.float64).eps)
 DEFAULT_THRESHOLD = 0.5
 
@@ -72,49 +77,42 @@ DEFAULT_THRESHOLD = 0.5
 def evaluate_performance(
     spec: PredictionSpec | None, labelled: Labelled
 ) -> PerformanceResult | None:
-    """Metrics over `labelled` for the task of `spec` (see the module docstring)."""
+    """Metrics over `labelled` for the task of `spec`, inferred without one (see the
+    module docstring)."""
     count = labelled.count
     if count == 0:
         return None
     values = _aligned_floats(labelled.predicted_value, count, "predicted_value")
     scores = _aligned_floats(labelled.score, count, "score")
     labels = _aligned_labels(labelled.predicted_label, count)
-    task = spec.task if spec is not None else _infer_task(labelled.truth, values, labels)
-    if task is None:
+    if spec is not None:
+        return _evaluate(spec, labelled.truth, labels, values, scores)
+    predictions = [
+        label if label is not None else (None if math.isnan(value) else value)
+        for label, value in zip(labels, values.tolist(), strict=True)
+    ]
+    if all(prediction is None for prediction in predictions):
         return None
-    if task == "regression":
-        return _regression(labelled.truth, values)
-    classes = tuple(canonical_label(c) or c for c in spec.classes) if spec is not None else ()
-    if task == "binary":
-        threshold = spec.threshold if spec is not None else None
-        return _binary(labelled.truth, labels, values, scores, classes, threshold)
-    return _multiclass(labelled.truth, labels, values, classes)
-
-
-def canonical_label(value: LabelValue | None) -> str | None:
-    """The one spelling of a label (module docstring); None for no usable label."""
-    if value is None:
+    inferred = infer_task(labelled.truth, predictions)
+    if inferred.spec is None:
         return None
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _number_text(value)
-    word = _BOOLEAN_WORDS.get(value.strip().lower())
-    if word is not None:
-        return word
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return _number_text(number) if math.isfinite(number) else value
+    result = _evaluate(inferred.spec, labelled.truth, labels, values, scores)
+    return dataclasses.replace(result, task_source="inferred", task_reason=inferred.reason)
 
 
-def _number_text(value: float) -> str | None:
-    if not math.isfinite(value):
-        return None
-    return str(int(value)) if value.is_integer() else repr(value)
+def _evaluate(
+    spec: PredictionSpec,
+    truth: Sequence[LabelValue],
+    labels: list[str | None],
+    values: FloatArray,
+    scores: FloatArray,
+) -> PerformanceResult:
+    if spec.task == "regression":
+        return _regression(truth, values)
+    classes = tuple(canonical_label(c) or c for c in spec.classes)
+    if spec.task == "binary":
+        return _binary(truth, labels, values, scores, classes, spec.threshold)
+    return _multiclass(truth, labels, values, classes)
 
 
 def _aligned_floats(values: FloatArray, count: int, name: str) -> FloatArray:
@@ -132,18 +130,6 @@ def _aligned_labels(labels: Sequence[str | None], count: int) -> list[str | None
     if len(labels) != count:
         raise ValueError(f"labelled.predicted_label has {len(labels)} values for {count} rows")
     return [canonical_label(label) for label in labels]
-
-
-def _infer_task(
-    truth: Sequence[LabelValue], values: FloatArray, labels: list[str | None]
-) -> Task | None:
-    if any(label is not None for label in labels):
-        seen = {label for label in labels if label is not None}
-        seen.update(label for label in map(canonical_label, truth) if label is not None)
-        return "binary" if len(seen) <= 2 else "multiclass"
-    if np.isfinite(values).any():
-        return "regression"
-    return None
 
 
 def _regression(truth: Sequence[LabelValue], values: FloatArray) -> PerformanceResult:

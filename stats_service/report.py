@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from stats_service.results import FeatureDrift, WindowResult
+from stats_service.results import FeatureDrift, PerformanceResult, WindowResult
 from stats_service.runner import Evaluation
 
 
@@ -92,9 +92,19 @@ def render_table(result: WindowResult) -> str:
             f"  multivariate reconstruction error {m.error:.4g} (threshold {m.threshold:.4g}){flag}"
         )
     if result.performance is not None:
-        metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.performance.metrics.items())
-        lines.append(f"  performance on {result.performance.samples:,} labelled rows: {metrics}")
+        lines.append(_performance_line(result.performance))
     return "\n".join(lines)
+
+
+def _performance_line(performance: PerformanceResult) -> str:
+    # Say which task was assumed: MAE of a classifier's probabilities, or accuracy of a
+    # regression, would otherwise read as a real figure.
+    if performance.task_source == "inferred":
+        task = f"{performance.task}, inferred: {performance.task_reason}"
+    else:
+        task = f"{performance.task}, from the schema"
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in performance.metrics.items()) or "no metric"
+    return f"  performance ({task}) on {performance.samples:,} labelled rows: {metrics}"
 
 
 def _detection(drift: FeatureDrift, what: str) -> float | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Status = Literal["ok", "insufficient", "error"]
+TaskSource = Literal["schema", "inferred"]
 Kind = Literal["numeric", "categorical"]
 
 
@@ -71,6 +72,10 @@ class PerformanceResult:
     samples: int  # labelled rows used
     # accuracy, precision, recall, f1, roc_auc, log_loss | mae, rmse; undefined ones absent.
     metrics: Mapping[str, float] = field(default_factory=dict)
+    # "schema": the schema's prediction section; "inferred": told from the labelled rows
+    # (stats_service.task_inference), `task_reason` saying from what.
+    task_source: TaskSource = "schema"
+    task_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,16 @@ raises `PayloadError`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
+from exporter.names import printable
 from exporter.protocols import generic, mlflow, oip, seldon, tfserving
 from exporter.protocols.base import (
+    JSON_NOTES,
+    ROW_SAMPLE,
     AdapterConfig,
     Exchange,
     ParsedExchange,
@@ -22,6 +25,7 @@ from exporter.protocols.base import (
     PayloadError,
     RequestPart,
     ResponsePart,
+    RowSample,
 )
 
 PROTOCOLS = ("v2", "v1", "mlflow", "seldon", "generic")
@@ -115,7 +119,8 @@ def _detect(path: str, override: str) -> Route:
 
 
 def _decoded(segment: str | None) -> str | None:
-    return None if segment is None else unquote(segment)
+    # Names from the path become labels and log fields: `%00` must not become a NUL.
+    return None if segment is None else printable(unquote(segment))
 
 
 _Adapter = tuple[
@@ -142,21 +147,42 @@ def parse(protocol: str, exchange: Exchange, config: AdapterConfig) -> ParsedExc
     if adapter is None:
         raise ValueError(f"unknown protocol {protocol!r}")
     parse_request, parse_response = adapter
-    request = _guarded("request", parse_request, exchange, config)
-    response, response_error = ResponsePart(), None
-    if 200 <= exchange.status < 300:
-        try:
-            response = _guarded("response", parse_response, exchange, config)
-        except PayloadError as error:
-            response_error = error
+    notes: list[tuple[Part, str]] = []
+    sample = RowSample(config.max_rows, exchange.sample_seed) if config.max_rows else None
+    notes_token, sample_token = JSON_NOTES.set(notes), ROW_SAMPLE.set(sample)
+    try:
+        request = _guarded("request", parse_request, exchange, config)
+        rows: Sequence[dict[str, Any]] = request.rows
+        total_rows = len(rows)
+        if sample is not None:
+            # Adapters that build rows sampled them already; the others are sampled here.
+            total_rows = sample.total if sample.total is not None else len(rows)
+            sample.indices(total_rows)
+            rows = sample.take(rows)
+        response, response_error = ResponsePart(), None
+        if 200 <= exchange.status < 300:
+            try:
+                response = _guarded("response", parse_response, exchange, config)
+            except PayloadError as error:
+                response_error = error
+    finally:
+        JSON_NOTES.reset(notes_token)
+        ROW_SAMPLE.reset(sample_token)
+    predictions = response.predictions
+    kept = sample.kept if sample is not None else None
+    if sample is not None:
+        predictions = list(sample.take(predictions))
     return ParsedExchange(
         protocol=protocol,
         model=response.model or request.model,
         model_version=response.model_version or request.model_version,
-        rows=request.rows,
-        predictions=response.predictions,
+        rows=list(rows),
+        predictions=predictions,
         tensors=request.tensors + response.tensors,
         response_error=response_error,
+        notes=tuple(dict.fromkeys(notes)),
+        total_rows=total_rows,
+        row_numbers=None if kept is None else tuple(kept),
     )
 
 

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import re
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 
+from exporter.names import REPLACEMENT
+
 Part = Literal["request", "response"]
+_T = TypeVar("_T")
 
 # Bounded reasons: they become the `reason` label of mlmon_payload_parse_errors_total.
 PARSE_ERROR_REASONS = (
@@ -26,6 +32,10 @@ PARSE_ERROR_REASONS = (
     "invalid_shape",  # JSON, but not the protocol's envelope, or shapes that do not add up
     "too_large",  # body above capture_max_bytes: forwarded, not parsed
     "invalid_selector",  # generic adapter: a configured selector matched nothing usable
+    # Counted, yet the body is still analysed (what JSON cannot carry is left out):
+    "non_finite_number",  # NaN, Infinity or a number past float range (not JSON, RFC 8259)
+    "invalid_unicode",  # a lone surrogate escape ("\\ud800"): replaced by U+FFFD
+    "invalid_field_name",  # a field name with a NUL or another control character: left out
 )
 
 
@@ -53,6 +63,8 @@ class Exchange:
     status: int
     response_headers: Mapping[str, str]
     response_body: bytes
+    # Seeds the choice of rows when a request has more than `AdapterConfig.max_rows`.
+    sample_seed: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,11 @@ class ParsedExchange:
     predictions: list[Prediction] = field(default_factory=list)
     tensors: list[TensorInfo] = field(default_factory=list)
     response_error: PayloadError | None = None  # rows are kept when only the response is bad
+    # (part, reason) of what was read despite not being valid JSON (see `load_json`)
+    notes: tuple[tuple[Part, str], ...] = ()
+    # Rows in the request; `rows` holds all of them, or the sample `row_numbers` names.
+    total_rows: int = 0
+    row_numbers: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,8 @@ class AdapterConfig:
     predictions_selector: str = ""
     model_selector: str = ""
     version_selector: str = ""
+    # Rows of one request to read (0: all); the others are sampled out (see RowSample).
+    max_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,17 +147,141 @@ class ResponsePart:
     model_version: str | None = None
 
 
+# What the standard parser accepted that JSON does not allow, per part of the exchange
+# being parsed: `protocols.parse` collects it and the analysis counts it.
+JSON_NOTES: ContextVar[list[tuple[Part, str]] | None] = ContextVar("json_notes", default=None)
+_FLOAT_DIGITS = 309  # an integer of this many digits is past float range (1.8e308)
+_LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class RowSample:
+    """Which rows of a request the analysis reads: all, or `limit` of them at random.
+
+    Seeded by the request id, so the same request always keeps the same rows. Adapters
+    that build rows (or predictions) one by one ask `indices` / `take`, so a 450,000-row
+    request costs what `limit` rows cost; `protocols.parse` applies the sample to what
+    an adapter returns whole.
+    """
+
+    def __init__(self, limit: int, seed: str) -> None:
+        self.limit = limit
+        self._seed = seed
+        self.total: int | None = None
+        self.kept: list[int] | None = None  # None: every row
+
+    def indices(self, n_rows: int) -> Sequence[int]:
+        """The rows of an `n_rows`-row request to read; the first call fixes the sample."""
+        if self.total is None:
+            self.total = n_rows
+            if n_rows > self.limit:
+                self.kept = sorted(random.Random(self._seed).sample(range(n_rows), self.limit))
+        if self.kept is None or n_rows != self.total:
+            return range(n_rows)
+        return self.kept
+
+    def take(self, values: Sequence[_T]) -> Sequence[_T]:
+        """The sampled entries of a per-row sequence (of the request's length)."""
+        if self.kept is None or len(values) != self.total:
+            return values
+        return [values[i] for i in self.kept]
+
+
+ROW_SAMPLE: ContextVar[RowSample | None] = ContextVar("row_sample", default=None)
+
+
+def sample_indices(n_rows: int) -> Sequence[int]:
+    """For an adapter: the rows to build (every row outside `protocols.parse`)."""
+    sample = ROW_SAMPLE.get()
+    return range(n_rows) if sample is None else sample.indices(n_rows)
+
+
+def sample_rows(values: Sequence[_T]) -> Sequence[_T]:
+    """For an adapter: the sampled entries of per-row outputs."""
+    sample = ROW_SAMPLE.get()
+    return values if sample is None else sample.take(values)
+
+
 def load_json(body: bytes, part: Part) -> Any:
-    """Parse a JSON body. NaN/Infinity tokens are accepted (model servers emit them)."""
+    """Parse a JSON body. NaN/Infinity tokens and numbers past float range are accepted
+    (model servers emit them) and noted as `non_finite_number`; lone surrogate escapes
+    become U+FFFD (no UTF-8 encoder, so no store, takes them), noted as `invalid_unicode`.
+    """
     try:
         # orjson parses in a fifth of the time; integers past 64 bits become floats.
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        pass  # NaN/Infinity, 1e400, UTF-16/32, nesting past 1,024: the standard parser
+        pass  # NaN/Infinity, 1e400, surrogates, UTF-16/32, nesting past 1,024: the stdlib
+    non_finite = False
+
+    def note_non_finite(text: str) -> float:
+        nonlocal non_finite
+        non_finite = True
+        return float(text)
+
+    def parse_float(text: str) -> float:
+        number = float(text)
+        return number if math.isfinite(number) else note_non_finite(text)
+
+    def parse_int(text: str) -> int | float:
+        # Past float range no feature can use the integer: read it as what it is, infinite.
+        if len(text.lstrip("-")) < _FLOAT_DIGITS:
+            return int(text)
+        return note_non_finite("-Infinity" if text.startswith("-") else "Infinity")
+
     try:
-        return json.loads(body)
+        document = json.loads(
+            body, parse_constant=note_non_finite, parse_float=parse_float, parse_int=parse_int
+        )
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
         raise PayloadError(part, "invalid_json", str(exc)[:200]) from exc
+    notes = JSON_NOTES.get()
+    if non_finite and notes is not None:
+        notes.append((part, "non_finite_number"))
+    if _LONE_SURROGATE_ESCAPE.search(body) and _has_surrogates(document):
+        document = _without_surrogates(document)
+        if notes is not None:
+            notes.append((part, "invalid_unicode"))
+    return document
+
+
+def _has_surrogates(document: Any) -> bool:
+    try:
+        orjson.dumps(document)
+    except TypeError:  # orjson.JSONEncodeError: "str is not valid UTF-8: surrogates..."
+        return True
+    return False
+
+
+def _without_surrogates(document: Any) -> Any:
+    """The document with every lone surrogate in keys and texts replaced. Iterative: a
+    document may be nested as deep as the parser allowed."""
+    fixed = _fix_text(document) if isinstance(document, str) else document
+    stack = [fixed] if isinstance(fixed, dict | list) else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            for index, value in enumerate(node):
+                if isinstance(value, str):
+                    node[index] = _fix_text(value)
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        else:
+            for key in list(node):
+                value = node.pop(key)
+                if isinstance(value, str):
+                    value = _fix_text(value)
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+                node[_fix_text(key)] = value
+    return fixed
+
+
+def _fix_text(text: str) -> str:
+    return (
+        text.encode("utf-8", "surrogatepass")
+        .decode("utf-8", "replace")
+        .replace("\ufffd\ufffd\ufffd", REPLACEMENT)
+    )
 
 
 def load_envelope(body: bytes, part: Part, keys: Sequence[str]) -> tuple[str, dict[str, Any]]:

@@ -30,6 +30,7 @@ from exporter.protocols.base import (
     ResponsePart,
     TensorInfo,
     load_json,
+    sample_indices,
 )
 from exporter.protocols.outputs import from_columns
 from exporter.protocols.tensors import batch_rows, dims
@@ -54,7 +55,7 @@ def parse_request(exchange: Exchange, config: AdapterConfig) -> RequestPart:
         raise PayloadError("request", "invalid_shape", "inputs disagree on the batch size")
     batch = batch_sizes.pop() if batch_sizes else 0
     items = list(by_name.items())
-    rows = [{name: values[i] for name, values in items} for i in range(batch)]
+    rows = [{name: values[i] for name, values in items} for i in sample_indices(batch)]
     return RequestPart(rows=rows)
 
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from exporter.protocols.base import AdapterConfig, Part, PayloadError, Prediction
+from exporter.protocols.base import AdapterConfig, Part, PayloadError, Prediction, sample_rows
 from exporter.protocols.base import predictions_from_outputs as _predict
 
 _SCORE_WORDS = frozenset({"probabilities", "probability", "probas", "proba", "scores", "score"})
@@ -38,6 +38,7 @@ def from_value(value: Any, config: AdapterConfig, part: Part) -> list[Prediction
 
 def from_rows(values: Sequence[Any], config: AdapterConfig, part: Part) -> list[Prediction]:
     """Predictions from per-row outputs; a dict row holds named outputs."""
+    values = sample_rows(values)
     if dict not in set(map(type, values)):  # json.loads makes exact dicts
         return _predict(values, config)
     return [
@@ -52,6 +53,7 @@ def from_columns(
     """Predictions from named outputs, each a sequence with one value per row."""
     if not columns:
         return []
+    columns = {name: sample_rows(values) for name, values in columns.items()}
     names = tuple(columns)
     if len(names) == 1:
         return _predict(columns[names[0]], config)

@@ -63,6 +63,12 @@ def sample_key(record_id: str) -> float:
     return (int.from_bytes(digest, "big") >> 11) / float(1 << 53)
 
 
+# Indices this writer creates for models without a prepared layout, before the rest share
+# the overflow index (OVERFLOW_MODEL's).
+MAX_MODEL_INDICES = 100
+OVERFLOW_MODEL = "__other__"
+
+
 class ElasticsearchLog:
     """InputLog on Elasticsearch. `rejected` counts records and labels the cluster refused
     for good (mapping conflicts, unparsable values): skipped, logged, never retried. (When
@@ -103,7 +109,11 @@ class ElasticsearchLog:
             return
         self._ensure_indices({record.model for record in records})
         actions = [
-            BulkAction.upsert(self._indices[record.model], record.id, self._document(record))
+            BulkAction.upsert(
+                self._indices.get(record.model) or self._indices[OVERFLOW_MODEL],
+                record.id,
+                self._document(record),
+            )
             for record in records
         ]
         self._note_rejected(self._bulk.send(actions), len(actions), "records")
@@ -189,9 +199,14 @@ class ElasticsearchLog:
 
     def _ensure_indices(self, models: Iterable[str]) -> None:
         """A model written before `prepare` (a spool replayed after a restart) gets its index
-        as it is, or a schemaless one: dynamic templates still type its features."""
+        as it is, or a schemaless one: dynamic templates still type its features. Model names
+        come from clients: past MAX_MODEL_INDICES, unprepared models share one index (each
+        record still names its model), so a client cannot make the cluster grow indices."""
         for model in models:
             if model in self._indices:
+                continue
+            if len(self._indices) >= MAX_MODEL_INDICES:
+                self._overflow_index()
                 continue
             index = self.index_for(model)
             try:
@@ -202,6 +217,10 @@ class ElasticsearchLog:
                 self._indices[model] = index
             else:
                 self.prepare(StoreColumns(model=model))
+
+    def _overflow_index(self) -> None:
+        if OVERFLOW_MODEL not in self._indices:
+            self.prepare(StoreColumns(model=OVERFLOW_MODEL))
 
     def _existing_indices(self) -> list[str]:
         try:

@@ -48,6 +48,7 @@ class LogWriter:
         batch_size: int = 1000,
         flush_interval_s: float = 0.5,
         max_pending: int = 50_000,
+        on_done: Callable[[int], None] | None = None,
     ) -> None:
         self._open_store = open_store
         self._store: InputLog | None = None
@@ -57,6 +58,13 @@ class LogWriter:
         self._flush_interval_s = flush_interval_s
         self._max_pending = max_pending
         self._pending: deque[LogRecord] = deque()
+        # `submit(records, exchanges)` gives a ticket: once every record queued up to and
+        # including its own is done with (written, spooled, or counted as lost),
+        # `on_done(exchanges)` tells the caller those exchanges are safe.
+        self._on_done = on_done
+        self._queued = 0  # records ever put in _pending
+        self._finished = 0  # of those, records done with
+        self._tickets: deque[tuple[int, int]] = deque()  # (queued count to reach, exchanges)
         # Only the writer thread touches the store (a SQLite connection is per thread):
         # layouts asked for by the analysis wait here until the thread applies them.
         self._wanted: dict[str, StoreColumns] = {}
@@ -82,15 +90,21 @@ class LogWriter:
         with self._condition:
             self._wanted[columns.model] = columns
 
-    def submit(self, records: Sequence[LogRecord]) -> None:
-        """Queue records for the store; past `max_pending`, they go to the spool now."""
+    def submit(self, records: Sequence[LogRecord], exchanges: int = 0) -> None:
+        """Queue records for the store; past `max_pending`, they go to the spool now.
+        `exchanges`: how many exchanges these records come from (see `on_done`)."""
         with self._condition:
-            room = self._max_pending - len(self._pending)
-            self._pending.extend(records[:room])
+            room = max(self._max_pending - len(self._pending), 0)
+            queued = records[:room]
+            self._pending.extend(queued)
+            self._queued += len(queued)
+            if exchanges:
+                self._tickets.append((self._queued, exchanges))
             if len(self._pending) >= self._batch_size:
                 self._condition.notify()
         if len(records) > room:
             self._to_spool(list(records[room:]))
+        self._settle(0)
 
     def stop(self, timeout: float) -> None:
         """Write what is queued (to the store, else the spool), then stop."""
@@ -98,10 +112,12 @@ class LogWriter:
             self._stopping = True
             self._condition.notify()  # write what is pending now, not at the next interval
         self._thread.join(timeout)
-        leftover = list(self._pending)
-        self._pending.clear()
+        with self._condition:
+            leftover = list(self._pending)
+            self._pending.clear()
         if leftover:
             self._to_spool(leftover)
+        self._settle(len(leftover))
 
     def _run(self) -> None:
         try:
@@ -118,9 +134,11 @@ class LogWriter:
             if self._spool or not self._store_up:
                 if batch:
                     self._to_spool(batch)
+                self._settle(len(batch))
                 self._replay_one()
             elif batch:
                 self._write(batch)
+                self._settle(len(batch))
 
     def _next_batch(self) -> list[LogRecord] | None:
         """A full batch, or what came within the flush interval: a transaction per drain
@@ -136,6 +154,16 @@ class LogWriter:
                 return None
             count = min(len(self._pending), self._batch_size)
             return [self._pending.popleft() for _ in range(count)]
+
+    def _settle(self, finished: int) -> None:
+        """Count `finished` more queued records as done with; redeem the tickets met."""
+        with self._condition:
+            self._finished += finished
+            redeemed = 0
+            while self._tickets and self._tickets[0][0] <= self._finished:
+                redeemed += self._tickets.popleft()[1]
+        if redeemed and self._on_done is not None:
+            self._on_done(redeemed)
 
     def _ready_store(self) -> InputLog:
         """The store, opened on this thread; prepared for every model asked for."""

@@ -1,6 +1,7 @@
 """The mlmon Grafana dashboards, generated from code with grafana-foundation-sdk.
 
-`python -m grafana.generate` writes grafana/dashboards/*.json (`--check` only compares);
+`python -m grafana.generate` writes grafana/dashboards/*.json (`--check` only compares;
+`make dashboards` runs it with the venv's interpreter, which has grafana-foundation-sdk);
 Grafana loads them through grafana/provisioning/dashboards/dashboards.yml. Panels query raw
 metrics (exporter/metrics.py, stats_service/collector.py), never recording rules, so the
 dashboards work without the Prometheus rules. Output is deterministic: sorted keys, panel

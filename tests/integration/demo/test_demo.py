@@ -11,29 +11,30 @@ demo's work directory, and every process started with a path in it, is recognisa
 
 Checks: exit code 0; the final `demo: drift detected on:` line names exactly the drifted
 feature; a live summary was shown; with Prometheus installed, the drift alert fired and
-showed in the output (else the output says it is not installed); the work directory is
-gone; and no process whose command line or working directory is under the checkout is
-left once make has exited. The time to bootstrap .venv and the time of the demo itself are
-printed (run with -s) and recorded as `user_properties`. Quick checks of the summary's
-figures and of its resilience to failed fetches come first.
+showed in the output (else the output says it is not installed); every URL the summary
+prints, fetched while the demo runs (once Alertmanager has notified, so that the pages
+have alerts to show), answers 200 with what its label promises; Alertmanager's log holds
+no error (no receiver the demo does not have); and no process whose command line or
+working directory is under the checkout is left once make has exited. The time to
+bootstrap .venv and the time of the demo itself are printed (run with -s) and recorded as
+`user_properties`. Quick checks of the summary's figures, of its resilience to failed
+fetches and of the local Alertmanager configuration come first. Ctrl-C:
+test_demo_interrupt.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from examples import demo_config
 from examples.demo_probe import (
@@ -44,9 +45,20 @@ from examples.demo_probe import (
     service_figures,
 )
 from examples.demo_view import Snapshot, render
+from examples.stack_config import ALERTMANAGER_TEMPLATE, render_alertmanager_config
 from examples.stack_processes import free_port
+from tests.integration.demo.demo_runs import (
+    Fetched,
+    LinkCheck,
+    MakeRun,
+    copy_checkout,
+    demo_environment,
+    json_or_none,
+    kill_listed,
+    processes_under,
+)
+from tests.support.processes import require_binary
 
-REPO = Path(__file__).resolve().parents[3]
 DEMO_SECONDS = 90
 DRIFTED = "income"
 # Functional bound only: a cold pip install plus start-up plus the 90 s of traffic.
@@ -54,105 +66,11 @@ MAKE_TIMEOUT_S = 900.0
 STARTING = "demo: starting the stack"
 DRIFT_LINE = re.compile(r"^demo: drift detected on: (.*)$", re.MULTILINE)
 ALERTS_LINE = re.compile(r"^demo: alerts fired: (.*)$", re.MULTILINE)
-# Variables of an enclosing make (`make test`) or virtualenv that must not leak into the
-# checkout's own make and interpreter.
-_DROPPED = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
-
-
-def copy_checkout(target: Path) -> int:
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout.decode()
-    copied = 0
-    for name in filter(None, listed.split("\0")):
-        source = REPO / name
-        if not source.is_file():  # tracked but deleted in the working tree
-            continue
-        destination = target / name
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, destination)
-        copied += 1
-    return copied
-
-
-def demo_environment(tmp_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
-    venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
-    env["DEMO_SECONDS"] = str(DEMO_SECONDS)
-    env["TMPDIR"] = str(tmp_dir)
-    return env
-
-
-def processes_under(root: Path) -> list[str]:
-    """Live processes whose command line or working directory names `root`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[0]
-        except (OSError, IndexError):
-            continue  # exited meanwhile
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
-            cwd = ""
-        if state != "Z" and (str(root) in cmdline or cwd.startswith(str(root))):
-            found.append(f"{entry} (cwd {cwd}): {cmdline.strip()}")
-    return found
-
-
-class MakeRun:
-    """`make demo` in its own session; every output line with the time it arrived."""
-
-    def __init__(self, checkout: Path, env: dict[str, str]) -> None:
-        self.started = time.monotonic()
-        self.lines: list[tuple[float, str]] = []
-        self.timed_out = False
-        self.process = subprocess.Popen(
-            ["make", "demo"],
-            cwd=checkout,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._timer = threading.Timer(MAKE_TIMEOUT_S, self._stop)
-        self._timer.start()
-
-    def wait(self) -> int:
-        assert self.process.stdout is not None
-        try:
-            for raw in self.process.stdout:
-                self.lines.append((time.monotonic() - self.started, raw.decode(errors="replace")))
-            return self.process.wait()
-        finally:
-            self._timer.cancel()
-
-    @property
-    def output(self) -> str:
-        return "".join(line for _, line in self.lines)
-
-    def first(self, prefix: str) -> float | None:
-        return next((at for at, line in self.lines if line.startswith(prefix)), None)
-
-    def _stop(self) -> None:
-        # SIGTERM to make's group: make passes it on and the demo stops what it started.
-        self.timed_out = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+KEPT_LINE = re.compile(r"^demo: work directory: (\S+) \(kept", re.MULTILINE)
+# The live summary's alerts line once the webhook has had a notification.
+NOTIFIED = re.compile(r"^alerts \(Prometheus\): .*; [1-9]\d* notifications from Alertmanager")
+# Debian's Alertmanager page for a build without its web application.
+NO_UI_NOTICE = "does not include a web application"
 
 
 def _metrics(requests: int, fast: int, slow: int) -> str:
@@ -216,6 +134,67 @@ def test_environment_settings_are_checked_by_name() -> None:
             demo_config.from_env({name: value})
 
 
+def test_the_local_alertmanager_notifies_only_the_webhook_the_stack_runs(tmp_path: Path) -> None:
+    """The shipped template's routes and receiver names, without the email and Slack
+    senders that could only fail here (and log every retry)."""
+    webhook = f"http://127.0.0.1:{free_port()}/alerts"
+    path = render_alertmanager_config(
+        tmp_path / "alertmanager.yml",
+        envsubst=require_binary("envsubst"),
+        webhook_url=webhook,
+        group_wait_s=1.0,
+        group_interval_s=2.0,
+        repeat_interval_s=None,
+    )
+    config = yaml.safe_load(path.read_text())
+    shipped = yaml.safe_load(ALERTMANAGER_TEMPLATE.read_text())
+    assert [r["name"] for r in config["receivers"]] == [r["name"] for r in shipped["receivers"]]
+    for receiver in config["receivers"]:
+        assert set(receiver) == {"name", "webhook_configs"}, receiver
+        assert [hook["url"] for hook in receiver["webhook_configs"]] == [webhook]
+    text = path.read_text()
+    for absent in ("slack", "smtp", "email", "/run/secrets"):
+        assert absent not in text
+    assert config["inhibit_rules"] == shipped["inhibit_rules"]
+    output = subprocess.run(
+        [require_binary("amtool"), "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert output.returncode == 0, output.stdout + output.stderr
+
+
+def meaningful(page: Fetched) -> str | None:
+    """Why the page is not what its label promises, or None when it is."""
+    label, url, body = page.label, page.url, page.body
+    document = json_or_none(body)
+    if label == "stats page":
+        ok = "<title>mlmon drift</title>" in body and DRIFTED in body
+    elif label == "sidecar metrics":
+        ok = re.search(r"^mlmon_requests_total\{.*model=\"credit\"", body, re.MULTILINE) is not None
+    elif label == "stats report (JSON)":
+        ok = isinstance(document, dict) and bool(document.get("results"))
+    elif label.startswith("Prometheus alerts"):
+        if url.endswith("/api/v1/alerts"):
+            ok = isinstance(document, dict) and document.get("status") == "success"
+        elif url.endswith("/classic/alerts"):  # server-rendered: every alerting rule listed
+            ok = "MlmonFeatureDrift" in body and "MlmonTrafficSurge" in body
+        else:  # the React UI renders in the browser: its shell is what a GET returns
+            ok = "<title>Prometheus" in body
+    elif label.startswith("Alertmanager"):
+        if "/api/v2/alerts" in url:
+            ok = isinstance(document, list) and bool(document)
+            ok = ok and all(a["labels"]["alertname"].startswith("Mlmon") for a in document)
+            ok = ok and "API" in label  # the summary says it is not a web page
+        else:
+            ok = "<title>Alertmanager</title>" in body and NO_UI_NOTICE not in body
+    else:
+        return f"no check for {label!r}: say in this test what it should show"
+    return None if ok else f"unexpected content: {body[:300]!r}"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(MAKE_TIMEOUT_S + 120)
 def test_make_demo_from_a_clean_checkout(tmp_path: Path, record_property: Any) -> None:
@@ -226,13 +205,22 @@ def test_make_demo_from_a_clean_checkout(tmp_path: Path, record_property: Any) -
     copied = copy_checkout(checkout)
     assert (checkout / "Makefile").is_file() and not (checkout / ".venv").exists()
 
-    run = MakeRun(checkout, demo_environment(tmp_dir))
+    with_prometheus = shutil.which("prometheus") is not None
+    with_alertmanager = with_prometheus and shutil.which("prometheus-alertmanager") is not None
+
+    def ready(line: str) -> bool:
+        # Without Alertmanager nothing notifies: the first block's URLs are fetched.
+        return not with_alertmanager or NOTIFIED.match(line) is not None
+
+    links = LinkCheck(ready)
+    # DEMO_KEEP: the logs are read after the run (removal at exit: test_demo_interrupt.py).
+    env = demo_environment(tmp_dir, DEMO_SECONDS=str(DEMO_SECONDS), DEMO_KEEP="1")
+    run = MakeRun(checkout, env, MAKE_TIMEOUT_S, on_line=links.feed)
     code = run.wait()
+    links.finish()
     total = time.monotonic() - run.started
     left = processes_under(tmp_path)
-    for line in left:  # stopped here so that they cannot outlive the test, then reported
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(line.split()[0]), signal.SIGKILL)
+    kill_listed(left)  # so that they cannot outlive the test; reported below
 
     output = run.output
     bootstrap = run.first(STARTING)
@@ -245,6 +233,8 @@ def test_make_demo_from_a_clean_checkout(tmp_path: Path, record_property: Any) -
         f"\nmake demo from a clean checkout ({copied} files): {total:.0f} s in all, of which "
         f"bootstrapping .venv {math.nan if bootstrap is None else bootstrap:.0f} s\n"
         + "\n".join(line for line in output.splitlines() if line.startswith("demo: "))
+        + "\nURLs printed: "
+        + ", ".join(f"{page.label} {page.url} -> {page.status}" for page in links.fetched)
     )
     tail = "\n".join(output.splitlines()[-80:])
     assert not run.timed_out, f"make demo did not finish within {MAKE_TIMEOUT_S:g} s\n{tail}"
@@ -254,9 +244,29 @@ def test_make_demo_from_a_clean_checkout(tmp_path: Path, record_property: Any) -
     verdicts = DRIFT_LINE.findall(output)
     assert verdicts == [DRIFTED], tail
     assert re.search(r"^sidecar \(last .*\): [\d.]+ req/s", output, re.MULTILINE), tail
-    assert list(tmp_dir.glob("mlmon-demo-*")) == [], "the work directory was not removed"
 
-    if shutil.which("prometheus") is not None:
+    assert links.fetched, f"no URL block was fetched\n{tail}"
+    labels = [page.label for page in links.fetched]
+    assert {"stats page", "sidecar metrics", "stats report (JSON)"} <= set(labels)
+    problems = {
+        f"{page.label} {page.url}": page.status if page.status != 200 else meaningful(page)
+        for page in links.fetched
+    }
+    assert {url: why for url, why in problems.items() if why is not None} == {}
+
+    (work_dir,) = KEPT_LINE.findall(output)
+    alertmanager_log = Path(work_dir) / "logs" / "alertmanager.log"
+    if with_alertmanager:
+        assert any(label.startswith("Alertmanager") for label in labels), labels
+        errors = [
+            line
+            for line in alertmanager_log.read_text().splitlines()
+            if "level=error" in line or "no such file" in line
+        ]
+        assert errors == [], "\n".join(errors[:20])
+
+    if with_prometheus:
+        assert any(label.startswith("Prometheus alerts") for label in labels), labels
         (fired,) = ALERTS_LINE.findall(output)
         assert f"MlmonFeatureDrift(feature={DRIFTED}," in fired, tail
         other = re.findall(r"MlmonFeatureDrift\(feature=(\w+)", fired)

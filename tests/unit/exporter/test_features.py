@@ -20,7 +20,7 @@ from exporter.features import (
     hash_value,
     infer_schema,
 )
-from exporter.schema import Schema, Source, parse_schema
+from exporter.schema import Schema, SchemaError, Source, parse_schema
 from exporter.table import RawColumn, RawTable, rows_to_table, table_to_rows
 
 NAN = math.nan
@@ -326,3 +326,21 @@ def test_inference_is_bounded() -> None:
 def test_infer_schema_without_rows() -> None:
     with pytest.raises(ValueError, match="no rows"):
         infer_schema([])
+
+
+def test_inference_keeps_no_value_of_a_credential_and_logs_it_hashed() -> None:
+    rows = [{"password": f"pw{i % 3}", "age": 30 + i, "plan": "gold"} for i in range(20)]
+    schema = infer_schema(rows)
+    password = next(f for f in schema.features if f.name == "password")
+    assert (password.type, password.log, password.categories) == ("categorical", "hash", None)
+    assert "pw1" not in repr(schema)
+
+
+def test_inference_skips_unprintable_names_and_says_when_nothing_is_usable() -> None:
+    inference = SchemaInference()
+    inference.update([{"a\x00b": 1, "k" * 150: 2, "big": 10**400, "nested": [["s"]]}])
+    assert not inference.usable
+    with pytest.raises(SchemaError, match="no field usable as a feature"):
+        inference.schema("m")
+    inference.update([{"age": 3}])
+    assert [f.name for f in inference.schema("m").features] == ["age"]

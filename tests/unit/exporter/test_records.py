@@ -104,6 +104,6 @@ def test_sampling_keeps_all_rows_of_a_request_or_none_and_always_keeps_errors() 
 
 def test_schemaless_rows_are_flattened_boundedly() -> None:
     row = {"a": {"b": 1, "c": {"d": True}}, "t": "y" * 5000, "v": [[1, 2], [3, 4]], "n": None}
-    assert flatten_row(row) == {"a.b": 1.0, "a.c.d": "true", "t": "y" * 1024, "v.size": 4.0,
-                                "n": None}  # fmt: skip
-    assert len(flatten_row({f"f{i}": i for i in range(1000)})) == MAX_FIELDS
+    flat = flatten_row(row, b"k" * 16)
+    assert flat == {"a.b": 1.0, "a.c.d": "true", "t": "y" * 1024, "v.size": 4.0, "n": None}
+    assert len(flatten_row({f"f{i}": i for i in range(1000)}, b"k" * 16)) == MAX_FIELDS

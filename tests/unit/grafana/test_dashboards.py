@@ -6,8 +6,11 @@ from __future__ import annotations
 import ast
 import contextlib
 import fnmatch
+import os
 import re
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -213,7 +216,32 @@ def provisioned_datasources() -> dict[str, dict[str, Any]]:
 
 
 def test_committed_json_is_the_generators_output() -> None:
-    assert check(DASHBOARDS_DIR) == [], "run: .venv/bin/python -m grafana.generate"
+    assert check(DASHBOARDS_DIR) == [], "run: make dashboards"
+
+
+def test_make_dashboards_runs_the_generator_with_the_venvs_python() -> None:
+    """The README's command, from a shell whose `python` is not the venv's (PATH without
+    it, no VIRTUAL_ENV): `--check` so that nothing is written. `-o` keeps make from
+    reinstalling the venv, and BIN names this interpreter's directory (the venv)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is needed")
+    venv_bin = str(Path(sys.executable).parent)
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p != venv_bin]
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "MAKEFLAGS")}
+    command = ["make", "-s", "-o", ".venv/.installed", "dashboards", "ARGS=--check"]
+    result = subprocess.run(
+        [*command, f"BIN={venv_bin}"],
+        cwd=ROOT,
+        env={**env, "PATH": os.pathsep.join(path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "`make dashboards`" in readme
+    assert "`python -m grafana.generate`" not in readme  # a system python lacks the SDK
 
 
 def test_generation_is_deterministic_with_stable_uids_and_ids() -> None:

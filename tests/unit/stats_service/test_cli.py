@@ -6,10 +6,11 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from exporter.schema import load_schema
+from exporter.schema import PredictionSpec, load_schema
 from stats_service.baseline import BuildProgress, load_baseline
 from stats_service.cli import main
 from stats_service.progress import ProgressBar, render
@@ -66,6 +67,114 @@ def test_infer_schema_from_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[s
         "categories": ["de", "fr"],
         "log": "clear",
     }
+
+
+def write_scored(path: Path, header: str, n: int = 300, seed: int = 4) -> Path:
+    """Rows of age, income, then a probability and a 0/1 label under `header`'s names."""
+    rng = np.random.default_rng(seed)
+    age = rng.normal(40, 10, n)
+    p = 1 / (1 + np.exp(-(age - 42) / 5))
+    y = (rng.random(n) < p).astype(int)
+    lines = "".join(
+        f"{a:.2f},{1000 + i},{q:.4f},{t}\n"
+        for i, (a, q, t) in enumerate(zip(age, p, y, strict=True))
+    )
+    path.write_text(header + "\n" + lines)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("header", "prediction", "label"),
+    [
+        ("age,income,prediction,label", "prediction", "label"),
+        ("age,income,Y_Pred,Target", "Y_Pred", "Target"),  # any case
+        ("age,income,proba,y", "proba", "y"),
+    ],
+)
+def test_infer_schema_keeps_prediction_and_label_out_of_the_features(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], header: str, prediction: str, label: str
+) -> None:
+    data = write_scored(tmp_path / "scored.csv", header)
+    out = tmp_path / "schema.yaml"
+    assert main(["infer-schema", str(data), "--out", str(out)]) == 0
+    schema = load_schema(out)
+    assert [f.name for f in schema.features] == ["age", "income"]
+    # Probabilities against 0/1 labels: a binary classifier, not a regression.
+    assert schema.prediction == PredictionSpec("binary", ("0", "1"), None, 0.5)
+    err = capsys.readouterr().err
+    assert (
+        f"note: took {prediction!r} as the prediction column (recognised by its name), "
+        f"{label!r} as the label column (recognised by its name)" in err
+    )
+    assert "prediction task binary, inferred from labels with 2 values (0, 1)" in err
+
+
+def test_infer_schema_flags_choose_the_columns_and_the_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(8)
+    kinds = rng.choice(["basic", "plus", "pro"], 200)
+    lines = "".join(
+        f"{x:.3f},{k},{rng.choice(['basic', 'plus', 'pro'])},{rng.random():.3f},{i % 7}\n"
+        for i, (x, k) in enumerate(zip(rng.normal(size=200), kinds, strict=True))
+    )
+    data = tmp_path / "plans.csv"
+    data.write_text("x,plan,guess,confidence,y\n" + lines)
+    argv = ["infer-schema", str(data), "--prediction-column", "guess", "--label-column", "plan"]
+    assert main([*argv, "--score-column", "confidence"]) == 0
+    document = yaml.safe_load(capsys.readouterr().out)
+    # "y" next to "x" is a coordinate, a feature; the flagged columns are not features.
+    assert [f["name"] for f in document["features"]] == ["x", "y"]
+    assert document["prediction"] == {"task": "multiclass", "classes": ["basic", "plus", "pro"]}
+
+
+def test_infer_schema_reports_columns_named_like_a_role_it_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_scored(tmp_path / "scored.csv", "age,pred,prediction,label")
+    assert main(["infer-schema", str(data)]) == 0
+    captured = capsys.readouterr()
+    # The first name of the list wins; the other stays a feature, and the user is told.
+    assert [f["name"] for f in yaml.safe_load(captured.out)["features"]] == ["age", "pred"]
+    assert "note: kept 'pred' as a feature although named like a prediction or label" in (
+        captured.err
+    )
+
+
+def test_infer_schema_without_detection_keeps_every_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_scored(tmp_path / "scored.csv", "age,income,prediction,label")
+    assert main(["infer-schema", str(data), "--no-detect-columns"]) == 0
+    captured = capsys.readouterr()
+    document = yaml.safe_load(captured.out)
+    assert [f["name"] for f in document["features"]] == ["age", "income", "prediction", "label"]
+    assert "prediction" not in document
+    assert "took" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--label-column", "churn"],
+            "--label-column: expected a column of the data (columns: age, income, label, "
+            "prediction); got 'churn'",
+        ),
+        (
+            ["--prediction-column", "age", "--label-column", "age"],
+            "--label-column: expected a column other than --prediction-column's; got 'age'",
+        ),
+    ],
+)
+def test_infer_schema_bad_flags_name_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    data = write_scored(tmp_path / "scored.csv", "age,income,prediction,label")
+    assert main(["infer-schema", str(data), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mlmon-stats: error: {message}")
+    assert err.count("\n") == 1
 
 
 def test_baseline_end_to_end(

@@ -245,12 +245,30 @@ def test_regression_matches_sklearn() -> None:
 def test_task_inferred_without_a_spec() -> None:
     regression = evaluate_performance(None, labelled([1, 2], value=[1.5, 2.0]))
     assert regression is not None
-    assert regression.task == "regression"
+    assert (regression.task, regression.task_source) == ("regression", "inferred")
     assert dict(regression.metrics) == pytest.approx({"mae": 0.25, "rmse": math.sqrt(0.125)})
     multiclass = evaluate_performance(None, labelled(["a", "b", "c"], label=["a", "b", "b"]))
     assert multiclass is not None
     assert multiclass.task == "multiclass"
     assert evaluate_performance(None, labelled(["a"], score=[0.3])) is None
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_probabilities_against_0_1_labels_without_a_spec_are_binary() -> None:
+    # A binary classifier logged without a schema prediction section: a probability per
+    # row, ground truth 0/1. Scored as a regression, its "MAE" would look like a figure.
+    truth_words, p = binary_case(seed=13)
+    truth = [1 if word == "yes" else 0 for word in truth_words]
+    result = evaluate_performance(None, labelled(truth, value=p))
+    assert result is not None
+    assert (result.task, result.task_source) == ("binary", "inferred")
+    assert "predictions in [0, 1]" in result.task_reason
+    assert_metrics(dict(result.metrics), sklearn_binary(truth_words, p, 0.5))
+    declared = PredictionSpec(task="binary", classes=("0", "1"), threshold=0.5)
+    from_schema = evaluate_performance(declared, labelled(truth, value=p))
+    assert from_schema is not None
+    assert (from_schema.task_source, from_schema.task_reason) == ("schema", "")
+    assert from_schema.metrics == result.metrics
 
 
 def test_misaligned_columns_are_refused() -> None:

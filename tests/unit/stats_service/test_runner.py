@@ -9,6 +9,8 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.store.base import GroundTruth
+from exporter.store.sqlite import SqliteLog
 from stats_service.app import create_app
 from stats_service.runner import Runner, prepare_models
 from stats_service.settings import StatsSettings, load
@@ -150,3 +152,26 @@ def test_report_and_baseline_endpoints(client: tuple[FlaskClient, Runner]) -> No
     assert "sample" not in baseline["features"][0]
     with_samples = http.get("/api/v1/baseline?samples=1").get_json()["models"]["credit"]
     assert len(with_samples["features"][0]["sample"]) > 0
+
+
+def test_report_says_the_task_was_inferred_from_the_labelled_rows(
+    client: tuple[FlaskClient, Runner], tmp_path: Path
+) -> None:
+    # The credit schema has no prediction section; its predictions (age / 100) lie in
+    # [0, 1] and the ground truth posted for them is 0/1: a binary classifier.
+    http, runner = client
+    data = rows(np.random.default_rng(5), 500)  # what the fixture logged
+    truth = [int(age > 40) for age, _ in data]
+    with SqliteLog(tmp_path / "mlmon.db") as store:
+        store.add_ground_truth(
+            [GroundTruth(f"r{i}:0", label, NOW) for i, label in enumerate(truth)]
+        )
+    runner.evaluate_once()
+    (result,) = http.get("/api/v1/report?window=last_500").get_json()["results"]
+    performance = result["performance"]
+    assert (performance["task"], performance["task_source"]) == ("binary", "inferred")
+    assert performance["samples"] == 500
+    assert "predictions in [0, 1]" in performance["task_reason"]
+    # Prediction age / 100 >= 0.5 against age > 40: right unless 40 < age < 50.
+    expected = np.mean([(age / 100 >= 0.5) == (age > 40) for age, _ in data])
+    assert performance["metrics"]["accuracy"] == pytest.approx(expected)

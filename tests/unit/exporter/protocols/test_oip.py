@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
@@ -201,3 +202,36 @@ def test_bad_binary_header_length_is_invalid_shape(length: str) -> None:
     with pytest.raises(PayloadError) as error:
         v2(request, SPEC_RESPONSE, request_headers=headers)
     assert error.value.reason == "invalid_shape"
+
+
+def test_a_request_past_max_rows_is_sampled_with_its_predictions_and_row_numbers() -> None:
+    from exporter import protocols
+    from exporter.protocols.base import AdapterConfig, Exchange
+
+    n = 5000
+    request = {"inputs": [{"name": "x", "shape": [n], "datatype": "FP32", "data": list(range(n))}]}
+    response = {"outputs": [{"name": "y", "shape": [n], "datatype": "FP32",
+                             "data": [i * 2 for i in range(n)]}]}  # fmt: skip
+    exchange = Exchange("POST", "/v2/models/m/infer", "", {}, json.dumps(request).encode(), 200,
+                        {}, json.dumps(response).encode(), sample_seed="req-1")  # fmt: skip
+    parsed = protocols.parse("v2", exchange, AdapterConfig(max_rows=100))
+    assert parsed.total_rows == n and parsed.row_numbers is not None
+    assert len(parsed.rows) == len(parsed.predictions) == len(parsed.row_numbers) == 100
+    for row, prediction, number in zip(parsed.rows, parsed.predictions, parsed.row_numbers,
+                                       strict=True):  # fmt: skip
+        assert row == {"x": number} and prediction.value == 2 * number
+    again = protocols.parse("v2", exchange, AdapterConfig(max_rows=100))
+    assert again.row_numbers == parsed.row_numbers  # seeded by the request id
+    assert protocols.parse("v2", exchange, AdapterConfig()).row_numbers is None
+
+
+def test_non_standard_json_is_read_and_noted() -> None:
+    from exporter import protocols
+    from exporter.protocols.base import AdapterConfig, Exchange
+
+    body = b'{"instances": [{"x": NaN, "y": 1e400, "n\\ud800": "a\\udc00"}]}'
+    exchange = Exchange("POST", "/v1/models/m:predict", "", {}, body, 500, {}, b"")
+    parsed = protocols.parse("v1", exchange, AdapterConfig())
+    assert parsed.notes == (("request", "non_finite_number"), ("request", "invalid_unicode"))
+    row = parsed.rows[0]
+    assert math.isnan(row["x"]) and row["y"] == math.inf and row["n\ufffd"] == "a\ufffd"

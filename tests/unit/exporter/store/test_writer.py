@@ -48,14 +48,14 @@ class SwitchableMemoryStore:
             raise StoreUnavailable("switched off")
 
 
-def writer_for(store: SwitchableMemoryStore, tmp_path: Path, **kwargs: int
-               ) -> tuple[LogWriter, CollectorRegistry]:  # fmt: skip
+def writer_for(store: SwitchableMemoryStore, tmp_path: Path, *, spool_bytes: int = 10_000_000,
+               max_pending: int = 50_000) -> tuple[LogWriter, CollectorRegistry]:  # fmt: skip
     registry = CollectorRegistry()
     m = make_metrics(registry)
     writer = LogWriter(
-        lambda: store, Spool(tmp_path, kwargs.pop("spool_bytes", 10_000_000)),
+        lambda: store, Spool(tmp_path, spool_bytes),
         WriterMetrics(m.log_records, m.log_spool_bytes, m.log_write_duration),
-        flush_interval_s=0.01, **kwargs,
+        flush_interval_s=0.01, max_pending=max_pending,
     )  # fmt: skip
     writer.start()
     return writer, registry
@@ -146,3 +146,28 @@ def test_a_batch_the_store_refuses_for_good_is_counted_and_the_writer_goes_on(
     writer.stop(5)
     assert list(store.records) == ["r2:0"]
     assert outcome(registry, "failed") == 2
+
+
+def test_exchanges_are_settled_only_once_their_records_are_written_or_spooled(
+    tmp_path: Path,
+) -> None:
+    store = SwitchableMemoryStore()
+    settled: list[int] = []
+    registry = CollectorRegistry()
+    m = make_metrics(registry)
+    writer = LogWriter(
+        lambda: store, Spool(tmp_path, 10_000_000),
+        WriterMetrics(m.log_records, m.log_spool_bytes, m.log_write_duration),
+        flush_interval_s=0.3, on_done=settled.append,
+    )  # fmt: skip
+    writer.submit([record(i) for i in range(3)], exchanges=2)
+    writer.submit([], exchanges=1)  # an exchange without records waits for those before it
+    assert settled == []  # not started: the records are only in memory
+    writer.start()
+    wait(lambda: sum(settled) == 3)
+    assert len(store.records) == 3
+    store.up = False
+    writer.submit([record(i) for i in range(3, 5)], exchanges=1)
+    wait(lambda: sum(settled) == 4)
+    assert outcome(registry, "spooled") == 2
+    writer.stop(5)
