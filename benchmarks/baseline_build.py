@@ -5,7 +5,7 @@
 
 The CSV has 20 features: 9 decimals (2-6 places), 6 integers, 5 categoricals, 2% blank
 cells in 8 of them. `--float-format repr` writes full 17-digit floats instead, which
-leave the vectorised decoder for Python's float() (see stats_service/csv_fast.py).
+leave the vectorised decoder for Python's float() (see stats_service/baseline/csv_fast.py).
 The build runs in a fresh child process so its peak RSS is the build's alone: VmHWM
 from /proc/self/status on Linux (ru_maxrss would also count the parent's memory, which
 Linux carries over a fork and exec), ru_maxrss elsewhere. The interpreter and the
@@ -76,7 +76,7 @@ def generate(path: Path, rows: int, float_format: str, seed: int = 7) -> None:
 def child(data: Path, schema_path: Path, chunk_rows: int) -> None:
     """Runs in a fresh process: prints one JSON line with the build's figures."""
     from exporter.schema import load_schema
-    from stats_service.baseline import build_baseline
+    from stats_service.baseline.build import build_baseline
 
     schema = load_schema(schema_path)
     rss_before = peak_rss_kib()

@@ -31,20 +31,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exporter.schema import parse_schema  # noqa: E402
-from stats_service.baseline import build_baseline  # noqa: E402
-from stats_service.baseline_types import Baseline, NumericFeatureBaseline  # noqa: E402
-from stats_service.calibration import Calibration, calibrate  # noqa: E402
-from stats_service.drift.settings import EFFECT_SIZE_METHODS, DriftSettings  # noqa: E402
-from stats_service.feature_drift import evaluate_features  # noqa: E402
-from stats_service.multivariate import PcaModel, fit_pca  # noqa: E402
-from stats_service.results import FeatureDrift  # noqa: E402
-from stats_service.summary import (  # noqa: E402
+from stats_service.baseline.build import build_baseline  # noqa: E402
+from stats_service.baseline.contents import Baseline, NumericFeatureBaseline  # noqa: E402
+from stats_service.checks.drift.calibration import Calibration, calibrate  # noqa: E402
+from stats_service.checks.drift.features import evaluate_features  # noqa: E402
+from stats_service.checks.drift.settings import EFFECT_SIZE_METHODS, DriftSettings  # noqa: E402
+from stats_service.checks.multivariate import PcaModel, fit_pca  # noqa: E402
+from stats_service.checks.results import FeatureDrift  # noqa: E402
+from stats_service.windows.spec import ROW_SAMPLE_CAP  # noqa: E402
+from stats_service.windows.summary import (  # noqa: E402
     ColumnSummary,
     WindowSummary,
     summarize_categorical,
     summarize_numeric,
 )
-from stats_service.windows import ROW_SAMPLE_CAP  # noqa: E402
 
 TRAINING_ROWS = 200_000
 PLANS = ("basic", "plus", "pro", "team", "student")

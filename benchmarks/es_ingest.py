@@ -25,9 +25,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.store.base import LogRecord, StoreColumns
-from exporter.store.elasticsearch import ElasticsearchLog
-from exporter.store.elasticsearch_read import ElasticsearchReader
+from exporter.records import LogRecord, StoreColumns
+from exporter.store.elasticsearch.log import ElasticsearchLog
+from exporter.store.elasticsearch.read import ElasticsearchReader
 from tests.support.elasticsearch import Noida, noida_binary, noida_server
 
 NUMERIC = tuple(f"n{i}" for i in range(20))

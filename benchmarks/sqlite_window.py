@@ -29,8 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.measure import peak_rss_kib
-from exporter.store.base import LogRecord, PredictionValue, StoreColumns
-from exporter.store.sqlite import SqliteLog
+from exporter.records import LogRecord, PredictionValue, StoreColumns
+from exporter.store.sqlite.log import SqliteLog
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "benchmark"

@@ -27,7 +27,7 @@ is the point. With a real cluster (`--es-url` or ELASTICSEARCH_URL; index prefix
 "stats-eval", kept for reuse) the default is the full 1M rows.
 
 After each read, `evaluate(baseline, summary)` runs the statistics through
-`stats_service.runner.evaluate_window` when that module can be imported, and says so
+`stats_service.service.runner.evaluate_window` when that module can be imported, and says so
 otherwise. MLMON_STORE and MLMON_SPOOL_DIR point into the temporary directory.
 """
 
@@ -61,13 +61,13 @@ from benchmarks.sqlite_window import (
     batches,
     write_throughput,
 )
+from exporter.records import StoreColumns
 from exporter.schema import parse_schema
-from exporter.store.base import StoreColumns
-from stats_service.baseline import build_baseline, load_baseline, save_baseline
-from stats_service.baseline_types import Baseline
+from stats_service.baseline.build import build_baseline, load_baseline, save_baseline
+from stats_service.baseline.contents import Baseline
 from stats_service.settings import WindowSpec
-from stats_service.summary import WindowSummary
 from stats_service.windows import open_window_reader
+from stats_service.windows.summary import WindowSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 ES_PREFIX = "stats-eval"
@@ -113,10 +113,10 @@ def make_baseline(directory: Path) -> Path:
 def evaluate(baseline: Baseline, summary: WindowSummary) -> str:
     """The statistics over one window: the hook the evaluation plugs into."""
     try:
-        from stats_service.runner import evaluate_window, prepare_model
+        from stats_service.service.runner import evaluate_window, prepare_model
         from stats_service.settings import load
     except ImportError as exc:
-        return f"not run: stats_service.runner cannot be imported yet ({exc})"
+        return f"not run: stats_service.service.runner cannot be imported yet ({exc})"
     settings = load(environ={}, overrides={"baselines": {MODEL: "baseline.json"}})
     started = time.perf_counter()
     context = prepare_model(MODEL, baseline, "baseline.json", settings)
@@ -268,7 +268,7 @@ def server_peak_mib(server: Any) -> float:
 def ingest(url: str, rows: int) -> None:
     """Bulk requests of ES_BULK_DOCS records from two writers: one builds and encodes the
     next request while the server indexes the last (a third faster than one writer)."""
-    from exporter.store.elasticsearch import ElasticsearchLog
+    from exporter.store.elasticsearch.log import ElasticsearchLog
 
     logs = [
         ElasticsearchLog.from_url(
@@ -303,7 +303,7 @@ def ingest(url: str, rows: int) -> None:
 
 def stored_rows(url: str) -> int:
     """Records in the index after a refresh (which takes a while after a large ingest)."""
-    from exporter.store.elasticsearch_config import config_from_url, make_client
+    from exporter.store.elasticsearch.config import config_from_url, make_client
 
     client = make_client(config_from_url(url, request_timeout_s=600.0))
     try:

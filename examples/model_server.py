@@ -16,16 +16,28 @@ learned from:
     mlmon-stats baseline --schema DIR/credit_schema.yaml --data DIR/credit_train.csv \\
         --out DIR/credit_baseline.json --prediction-column prediction --label-column label
 
+Faults on request, so that the panels of rare events can be seen to fill (the end-to-end
+test sends them; no other client does): a request header `x-mlmon-demo-fault: non-finite`
+makes the model answer NaN probabilities for that request's rows (the sidecar counts
+non-finite predictions); `x-mlmon-demo-fault: broken-http` gets an answer that is not valid
+HTTP (the sidecar answers 502 and counts an upstream protocol error). Any other value is
+a 400.
+
 Needs scikit-learn (the dev extra); the traffic generator does not.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from collections.abc import Sequence
+from contextvars import ContextVar
 from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
 
 from examples.credit_data import (
     CATEGORICAL,
@@ -40,11 +52,20 @@ from examples.credit_data import (
     write_training_csv,
 )
 from examples.credit_model import CreditModel
-from examples.oip_app import ModelSpec, OipApp
+from examples.oip_app import Columns, Message, ModelSpec, OipApp, Predict, Receive, Send
 
 SCHEMA_FILE = Path(__file__).with_name("credit_schema.yaml")
 TRAINING_CSV = "credit_train.csv"
 PROG = "model_server"
+FAULT_HEADER = "x-mlmon-demo-fault"
+NON_FINITE = "non-finite"
+BROKEN_HTTP = "broken-http"
+FAULTS = (NON_FINITE, BROKEN_HTTP)
+# Set while a request asking for NaN predictions is being answered.
+_NAN_ANSWER: ContextVar[bool] = ContextVar("nan_answer", default=False)
+# Not an HTTP token (RFC 9110 5.6.2): uvicorn sends header names as given, and every
+# HTTP parser, the sidecar's included, refuses a response with it.
+_INVALID_HEADER_NAME = b"x-not-a-token\xff"
 
 
 def model_spec(model: CreditModel) -> ModelSpec:
@@ -54,8 +75,58 @@ def model_spec(model: CreditModel) -> ModelSpec:
         version=MODEL_VERSION,
         inputs=(*inputs, (CATEGORICAL, "BYTES")),
         classes=(CLASSES[0], CLASSES[1]),
-        predict=model.predict_columns,
+        predict=_nan_when_asked(model.predict_columns),
     )
+
+
+def _nan_when_asked(predict: Predict) -> Predict:
+    def answer(columns: Columns) -> npt.NDArray[np.float64]:
+        probabilities = predict(columns)
+        if _NAN_ANSWER.get():
+            return np.full_like(probabilities, np.nan)
+        return probabilities
+
+    return answer
+
+
+class FaultInjection:
+    """ASGI wrapper: a request with FAULT_HEADER fails as it asks (module docstring)."""
+
+    def __init__(self, app: OipApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        fault = _fault(scope)
+        if fault is None:
+            await self.app(scope, receive, send)
+        elif fault == NON_FINITE:
+            token = _NAN_ANSWER.set(True)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                _NAN_ANSWER.reset(token)
+        elif fault == BROKEN_HTTP:
+            headers = [(_INVALID_HEADER_NAME, b"1"), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            error = f"{FAULT_HEADER}: expected one of {', '.join(FAULTS)}"
+            body = json.dumps({"error": error}).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+
+def _fault(scope: Message) -> str | None:
+    if scope["type"] != "http":
+        return None
+    for name, value in scope.get("headers") or ():
+        if name == FAULT_HEADER.encode():
+            return str(value.decode("latin-1").strip().lower())
+    return None
 
 
 def write_training_data(model: CreditModel, directory: Path) -> tuple[Path, Path]:
@@ -104,11 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--prediction-column {PREDICTION_COLUMN} --label-column {LABEL_COLUMN}"
         )
     _say(f"serving http://{args.host}:{args.port}/v2/models/{MODEL_NAME}/infer")
-    _serve(OipApp(model_spec(model)), args.host, args.port)
+    _serve(FaultInjection(OipApp(model_spec(model))), args.host, args.port)
     return 0
 
 
-def _serve(app: OipApp, host: str, port: int) -> None:
+def _serve(app: FaultInjection, host: str, port: int) -> None:
     import uvicorn
 
     # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, finishes in-flight requests.

@@ -9,7 +9,7 @@ codec, `parameters.content_type: "pd"`), data flat or nested; null is a missing 
 Response: `label` (BYTES [N], the predicted class) and `probabilities` (FP64 [N, 2], in
 the order of `parameters.classes`; column 1 is the positive class), plus `model_name`,
 `model_version` and the request's `id`. Two named outputs is what the sidecar's v2
-adapter reads as label + per-class scores (`exporter.protocols.outputs`): it logs the
+adapter reads as label + per-class scores (`exporter.analysis.protocols.outputs`): it logs the
 label, the positive-class probability as the value and the label's probability as the
 score. A lone positive-class probability next to a label would be read as the label's
 confidence, wrong for every row predicted negative.

@@ -17,10 +17,12 @@ a webhook receiver in this process that records Alertmanager's notifications.
 
 Prometheus scrapes jobs `mlmon-exporter`, `mlmon-stats`, `alertmanager` and `prometheus`
 (the rules select mlmon's targets by those job names) and evaluates a copy of
-prometheus/rules/*.yml. Those rules wait 2 minutes to an hour (`for:`) before an alert
-fires; `PrometheusOptions.for_override_s` rewrites every `for:` in the copy to that many
-seconds, so that a test or a demo sees alerts within a minute. Alertmanager's
-configuration is prometheus/alertmanager.yml rendered with envsubst as documented, every
+prometheus/rules/*.yml, rendered as in docker-compose: runbook_url is
+$MLMON_RUNBOOK_BASE_URL#<alert>, by default the copy of prometheus/README.md this
+Prometheus serves at /user/README.md. Those rules wait 2 minutes to an hour (`for:`)
+before an alert fires; `PrometheusOptions.for_override_s` rewrites every `for:` in the copy
+to that many seconds, so that a test or a demo sees alerts within a minute. Alertmanager's
+configuration is prometheus/alertmanager.yml.tmpl rendered with envsubst as documented, every
 receiver keeping its name and only its webhook, pointed at the local receiver (there is no
 SMTP server or Slack secret here: their sends would only fail and fill the log);
 `AlertmanagerOptions` shortens group_wait, group_interval and repeat_interval on every

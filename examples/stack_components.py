@@ -19,7 +19,9 @@ from examples.stack_config import (
     REPO,
     STATS_JOB,
     copy_rules,
+    publish_runbooks,
     render_alertmanager_config,
+    resolve_runbook_base_url,
     write_prometheus_config,
     write_stats_config,
 )
@@ -139,9 +141,16 @@ def prometheus(
     targets: Mapping[str, int],
     alertmanager_port: int | None,
 ) -> Launch:
-    """`targets`: component -> port, for "sidecar" and "stats"."""
+    """`targets`: component -> port, for "sidecar" and "stats". Alerts link to their
+    runbooks at $MLMON_RUNBOOK_BASE_URL, else in the copy of prometheus/README.md this
+    Prometheus serves (as in docker-compose)."""
     directory = layout.work_dir / "prometheus"
-    rules = copy_rules(directory / "rules", options.for_override_s)
+    runbooks = publish_runbooks(directory / "user-assets")
+    rules = copy_rules(
+        directory / "rules",
+        options.for_override_s,
+        runbook_base_url=resolve_runbook_base_url(_local(port)),
+    )
     jobs = {
         "prometheus": f"127.0.0.1:{port}",
         EXPORTER_JOB: f"127.0.0.1:{targets['sidecar']}",
@@ -159,7 +168,8 @@ def prometheus(
         alertmanager=alertmanager,
     )
     cmd = [options.binary, f"--config.file={config}", f"--storage.tsdb.path={directory}/data"]
-    return Launch("prometheus", [*cmd, f"--web.listen-address=127.0.0.1:{port}"], _local(port))
+    cmd += [f"--web.user-assets={runbooks}", f"--web.listen-address=127.0.0.1:{port}"]
+    return Launch("prometheus", cmd, _local(port))
 
 
 def alertmanager(

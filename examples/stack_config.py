@@ -1,7 +1,8 @@
 """Configuration files the local stack writes into its work directory.
 
-Prometheus gets a generated prometheus.yml (127.0.0.1 targets, short intervals) and a
-copy of the repository's rules; Alertmanager gets the repository's template rendered the
+Prometheus gets a generated prometheus.yml (127.0.0.1 targets, short intervals), a copy
+of the repository's rules with their runbook base URL rendered, and a copy of the runbooks
+(prometheus/README.md) to serve; Alertmanager gets the repository's template rendered the
 documented way (envsubst limited to mlmon's variables, prometheus/README.md) with the
 webhook pointing at the local receiver, then reduced to that webhook (same routes,
 receiver names and inhibitions); the stats service gets its YAML settings.
@@ -10,6 +11,7 @@ receiver names and inhibitions); the stats service gets its YAML settings.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,7 +22,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 RULES_DIR = REPO / "prometheus" / "rules"
-ALERTMANAGER_TEMPLATE = REPO / "prometheus" / "alertmanager.yml"
+ALERTMANAGER_TEMPLATE = REPO / "prometheus" / "alertmanager.yml.tmpl"
+# The runbooks every alert's runbook_url points into (one section per alert), and the
+# rules' placeholder for where they are published (prometheus/README.md, "Runbook links").
+RUNBOOKS = REPO / "prometheus" / "README.md"
+RUNBOOK_VARIABLE = "MLMON_RUNBOOK_BASE_URL"
+# Where Prometheus serves the files of its --web.user-assets directory.
+USER_ASSETS_PATH = "/user/"
 # The only variables envsubst may replace (prometheus/README.md): nothing else in the
 # template, Alertmanager's own {{ }} templates included, is touched.
 ALERTMANAGER_VARIABLES = (
@@ -60,17 +68,45 @@ def write_stats_config(
     return path
 
 
-def copy_rules(target: Path, for_override_s: float | None) -> list[Path]:
-    """prometheus/rules/*.yml into `target`; with `for_override_s`, every rule's `for:`
-    becomes that many seconds (the real ones, 2 minutes to 1 hour, are for production)."""
+def substitute(text: str, values: Mapping[str, str]) -> str:
+    """What `envsubst '$NAME ...'` does with the names of `values`: `$NAME` and `${NAME}`
+    replaced, every other `$` (Prometheus's `$labels`, `$value`) left as it is."""
+    if not values:
+        return text
+    names = "|".join(re.escape(name) for name in values)
+    pattern = rf"\$(?:\{{({names})\}}|({names})(?!\w))"
+    return re.sub(pattern, lambda match: values[match[1] or match[2]], text)
+
+
+def publish_runbooks(directory: Path) -> Path:
+    """A copy of the runbooks in `directory`, for Prometheus to serve with
+    `--web.user-assets=directory` at resolve_runbook_base_url(its URL)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(RUNBOOKS, directory / RUNBOOKS.name)
+    return directory
+
+
+def resolve_runbook_base_url(prometheus_url: str, environ: Mapping[str, str] = os.environ) -> str:
+    """$MLMON_RUNBOOK_BASE_URL if set and not empty, else the runbooks as the Prometheus at
+    `prometheus_url` serves them (publish_runbooks), as in docker-compose."""
+    return environ.get(RUNBOOK_VARIABLE) or (
+        f"{prometheus_url.rstrip('/')}{USER_ASSETS_PATH}{RUNBOOKS.name}"
+    )
+
+
+def copy_rules(target: Path, for_override_s: float | None, *, runbook_base_url: str) -> list[Path]:
+    """prometheus/rules/*.yml into `target`, rendered like docker-compose renders them (the
+    runbook base URL substituted); with `for_override_s`, every rule's `for:` becomes that
+    many seconds (the real ones, 2 minutes to 1 hour, are for production)."""
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for source in sorted(RULES_DIR.glob("*.yml")):
         destination = target / source.name
+        text = substitute(source.read_text(), {RUNBOOK_VARIABLE: runbook_base_url})
         if for_override_s is None:
-            shutil.copyfile(source, destination)
+            destination.write_text(text)
         else:
-            document = yaml.safe_load(source.read_text())
+            document = yaml.safe_load(text)
             for rule in _rules(document):
                 if "for" in rule:
                     rule["for"] = duration(for_override_s)

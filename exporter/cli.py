@@ -6,6 +6,7 @@ import argparse
 import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from typing import Any
 from exporter.errors import SettingsError
 from exporter.settings import Settings
 
+METRICS_ROOT = "mlmon-metrics"
 _FLAGS = ("upstream", "host", "port", "workers", "protocol", "model", "schemas", "store")
 
 
@@ -46,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {name: getattr(args, name) for name in _FLAGS}
 
     from exporter import settings as settings_module
-    from exporter.schemas import SchemaSet
+    from exporter.analysis.schemas import SchemaSet
     from exporter.store import check_store
 
     try:
@@ -64,12 +66,15 @@ def serve(settings: Settings, config_file: str | None, overrides: dict[str, Any]
     import uvicorn
 
     _prepare_multiprocess_dir()
+    # uvicorn restores the handler it found once shut down and raises SIGTERM again: exit
+    # through Python then, so that atexit removes this sidecar's metrics folder.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "exporter.serving:SidecarHttpProtocol",
+        "http": "exporter.serving.protocol:SidecarHttpProtocol",
         "lifespan": "on",
         "access_log": False,
         "server_header": False,
@@ -111,9 +116,28 @@ def _prepare_multiprocess_dir() -> None:
         for stale in Path(directory).glob("*.db"):
             stale.unlink()
         return
-    directory = tempfile.mkdtemp(prefix="mlmon-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    # One folder the sidecars own, a subfolder per running sidecar named by its pid: a
+    # sidecar stopped by a signal skips atexit, so each start removes what dead ones left.
+    root = Path(tempfile.gettempdir()) / METRICS_ROOT
+    root.mkdir(mode=0o700, exist_ok=True)
+    for left in root.iterdir():
+        if left.name.isdigit() and not _alive(int(left.name)):
+            shutil.rmtree(left, ignore_errors=True)
+    own = root / str(os.getpid())
+    shutil.rmtree(own, ignore_errors=True)  # a pid reused since a dead sidecar had it
+    own.mkdir(mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(own)
+    atexit.register(shutil.rmtree, own, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from exporter.analysis.protocols.generic import compile_selector
 from exporter.config import REQUIRED, load_settings, non_negative, port_number, positive, setting
 from exporter.errors import SettingsError
-from exporter.protocols.generic import compile_selector
+from exporter.store.settings import ElasticsearchSettings, store_url
 
 
 def _upstream_url(value: Any) -> str | None:
@@ -55,25 +56,8 @@ class GenericSettings:
     version: str = setting("", check=_selector)
 
 
-def store_url(value: Any) -> str | None:
-    if value.startswith("sqlite:///") or urlsplit(value).scheme in ("http", "https"):
-        return None
-    return "sqlite:///path/to/file.db or an http(s):// Elasticsearch URL"
-
-
 def _rate(value: Any) -> str | None:
     return None if 0.0 <= value <= 1.0 else "a number between 0 and 1"
-
-
-@dataclass(frozen=True)
-class ElasticsearchSettings:
-    index_prefix: str = setting("mlmon-inputs")
-    username: str = setting("")
-    password: str = setting("")
-    api_key: str = setting("")
-    ca_certs: str = setting("", help="CA bundle for TLS to the cluster")
-    verify_certs: bool = setting(True)
-    request_timeout_s: float = setting(5.0, check=positive)
 
 
 @dataclass(frozen=True)

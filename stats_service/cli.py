@@ -1,7 +1,7 @@
 """`mlmon-stats`: the stats service's command line.
 
 Subcommands: `infer-schema` (a starting schema from data: features, and a `prediction:`
-section told from the prediction and label columns, `stats_service.schema_sample`),
+section told from the prediction and label columns, `stats_service.baseline.schema_sample`),
 `baseline` (build the reference from training data), `serve` (evaluate the input log's
 windows continuously and serve the gauges) and `report` (the same evaluation, once, of a
 data file). Each subcommand is one `_add_*` function registering its parser and its `run`
@@ -17,13 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from exporter.errors import SettingsError
-from exporter.schema import SchemaError, load_schema
-from exporter.schema_yaml import schema_to_yaml
-from stats_service.baseline import BaselineError, build_baseline, save_baseline
-from stats_service.baseline_types import Baseline
-from stats_service.column_roles import ColumnRoleError, Role
-from stats_service.progress import ProgressBar
-from stats_service.schema_sample import sample_schema_inputs
+from exporter.schema import SchemaError, load_schema, schema_to_yaml
+from stats_service.baseline.build import BaselineError, build_baseline, save_baseline
+from stats_service.baseline.column_roles import ColumnRoleError, Role
+from stats_service.baseline.contents import Baseline
+from stats_service.baseline.progress import ProgressBar
+from stats_service.baseline.schema_sample import sample_schema_inputs
 
 PROG = "mlmon-stats"
 
@@ -199,7 +198,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run_serve(args: argparse.Namespace) -> None:
-    from stats_service import service
+    from stats_service.service.serve import serve
     from stats_service.settings import load
 
     overrides = {
@@ -209,7 +208,7 @@ def _run_serve(args: argparse.Namespace) -> None:
         "port": args.port,
         "interval_s": args.interval_s,
     }
-    service.serve(load(args.config, overrides=overrides))
+    serve(load(args.config, overrides=overrides))
 
 
 def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -231,10 +230,10 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _run_report(args: argparse.Namespace) -> None:
     import json
 
-    from stats_service.baseline_io import load_baseline
-    from stats_service.offline import summarize_file
-    from stats_service.report import drift_detected, render_table, result_to_dict
-    from stats_service.runner import evaluate_window, prepare_model
+    from stats_service.baseline.files import load_baseline
+    from stats_service.offline.data_window import summarize_file
+    from stats_service.offline.report import drift_detected, render_table, result_to_dict
+    from stats_service.service.runner import evaluate_window, prepare_model
     from stats_service.settings import load
 
     # The baseline named on the command line is the one model evaluated.

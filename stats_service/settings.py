@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from exporter.config import REQUIRED, load_settings, port_number, positive, setting
-from exporter.settings import ElasticsearchSettings, store_url
+from exporter.store.settings import ElasticsearchSettings, store_url
 
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
 _ROWS = re.compile(r"^last_(\d+)$")
@@ -103,7 +103,7 @@ class DriftSection:
     floors: Mapping[str, float] = setting(
         types.MappingProxyType({}),
         check=_floors,
-        help="effect-size floors by method (defaults in stats_service.drift.settings)",
+        help="effect-size floors by method (defaults in stats_service.checks.drift.settings)",
     )
     feature_methods: Mapping[str, str] = setting(
         types.MappingProxyType({}), check=_feature_methods, help="detection method by feature"

@@ -3,28 +3,39 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from exporter.errors import SettingsError
-from exporter.settings import Settings
 from exporter.store.base import InputLog
+from exporter.store.settings import ElasticsearchSettings
 
 if TYPE_CHECKING:
-    from exporter.store.elasticsearch_config import ElasticsearchConfig
+    from exporter.store.elasticsearch.config import ElasticsearchConfig
 
 
-def open_store(settings: Settings) -> InputLog:
+class StoreOptions(Protocol):
+    """What the store needs of a service's settings (the sidecar's `Settings` has it)."""
+
+    @property
+    def store(self) -> str: ...
+    @property
+    def retention_days(self) -> float: ...
+    @property
+    def elasticsearch(self) -> ElasticsearchSettings: ...
+
+
+def open_store(settings: StoreOptions) -> InputLog:
     """SQLite for sqlite:///..., Elasticsearch for http(s)://... (imported only when used)."""
     if settings.store.startswith("sqlite:"):
-        from exporter.store.sqlite import SqliteLog
+        from exporter.store.sqlite.log import SqliteLog
 
         return SqliteLog.from_url(settings.store, retention_s=settings.retention_days * 86400.0)
-    from exporter.store.elasticsearch import ElasticsearchLog
+    from exporter.store.elasticsearch.log import ElasticsearchLog
 
     return ElasticsearchLog(_elasticsearch_config(settings))
 
 
-def check_store(settings: Settings) -> None:
+def check_store(settings: StoreOptions) -> None:
     """Stop start-up on store settings the backend would refuse later, in the analysis."""
     if settings.store.startswith("sqlite:"):
         return
@@ -34,8 +45,8 @@ def check_store(settings: Settings) -> None:
         raise SettingsError(f"key 'elasticsearch': {exc}") from None
 
 
-def _elasticsearch_config(settings: Settings) -> ElasticsearchConfig:
-    from exporter.store.elasticsearch_config import ElasticsearchConfig
+def _elasticsearch_config(settings: StoreOptions) -> ElasticsearchConfig:
+    from exporter.store.elasticsearch.config import ElasticsearchConfig
 
     return ElasticsearchConfig(
         url=settings.store,

@@ -1,6 +1,6 @@
 """The input log's one small interface, shared by its backends and its readers.
 
-One `LogRecord` per input row (format in ARCHITECTURE.md). Backends write batches
+One `LogRecord` (`exporter.records`) per input row. Backends write batches
 all-or-nothing as far as the caller is concerned: `write` either returns (every
 record is durably accepted, or was already there: writes are idempotent by `id`)
 or raises `StoreUnavailable`, and the caller spools the batch for a later retry.
@@ -8,83 +8,25 @@ or raises `StoreUnavailable`, and the caller spools the batch for a later retry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
-FeatureValue = float | str | None
-LabelValue = str | float | int | bool
+from exporter.records import GroundTruth, LogRecord, StoreColumns
 
 
 class StoreUnavailable(Exception):  # noqa: N818 - a state of the store, not a bug
     """The store is down, slow or rejecting: retry later (the records are not lost)."""
 
 
-@dataclass(frozen=True)
-class PredictionValue:
-    value: float | None = None
-    label: str | None = None
-    score: float | None = None
+class StoreRefused(StoreUnavailable):
+    """The store refuses the requests themselves for good (wrong credentials, a wrong
+    Elasticsearch flavor: a 4xx other than 408/429). Still "try later" for the records,
+    which are spooled, never dropped: the fix is the operator's, and it is said loudly
+    (stderr, `mlmon_log_store_refusals_total{status}`). Names the status and the reason."""
 
-
-@dataclass(frozen=True)
-class LogRecord:
-    id: str  # f"{request_id}:{row}": writing it twice stores it once
-    timestamp: float  # epoch seconds (UTC) when the sidecar received the request
-    request_id: str
-    row: int
-    model: str
-    model_version: str
-    protocol: str
-    status: int
-    latency_ms: float
-    features: Mapping[str, FeatureValue]  # preprocessed; never a `log: false` feature
-    issues: Sequence[str] = ()  # "<kind>:<feature>"
-    prediction: PredictionValue | None = None
-    label: LabelValue | None = None  # ground truth, when /feedback has sent it
-
-    def to_document(self) -> dict[str, Any]:
-        """The record as ARCHITECTURE.md spells it (Elasticsearch source, JSON spool)."""
-        document: dict[str, Any] = {
-            "@timestamp": self.timestamp,
-            "request_id": self.request_id,
-            "row": self.row,
-            "model": self.model,
-            "model_version": self.model_version,
-            "protocol": self.protocol,
-            "status": self.status,
-            "latency_ms": self.latency_ms,
-            "features": dict(self.features),
-            "issues": list(self.issues),
-        }
-        if self.prediction is not None:
-            document["prediction"] = {
-                "value": self.prediction.value,
-                "label": self.prediction.label,
-                "score": self.prediction.score,
-            }
-        if self.label is not None:
-            document["label"] = self.label
-        return document
-
-
-@dataclass(frozen=True)
-class GroundTruth:
-    """A label for one logged row; it may arrive before or after the record."""
-
-    id: str  # f"{request_id}:{row}"
-    label: LabelValue
-    timestamp: float
-
-
-@dataclass(frozen=True)
-class StoreColumns:
-    """What the writer knows about a model's features, for backends that lay them out
-    (an Elasticsearch mapping, a SQLite numeric vector). Order is the schema's."""
-
-    model: str
-    numeric: tuple[str, ...] = ()
-    categorical: tuple[str, ...] = ()
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class InputLog(Protocol):

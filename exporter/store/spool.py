@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exporter.store.base import LogRecord, PredictionValue
+from exporter.records import LogRecord, PredictionValue
 
 _SEGMENT_GLOB = "segment-*.jsonl"
 # Held open for the life of the process that claimed the directory.

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from exporter.store.base import InputLog, LogRecord, StoreColumns, StoreUnavailable
+from exporter.records import LogRecord, StoreColumns
+from exporter.store.base import InputLog, StoreRefused, StoreUnavailable
 from exporter.store.spool import Spool
 
 _BACKOFF_START_S = 1.0
 _BACKOFF_MAX_S = 10.0
+_REFUSAL_REPORT_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class WriterMetrics:
     records: Counter  # labels: outcome
     spool_bytes: Gauge
     write_duration: Histogram
+    refusals: Counter | None = None  # labels: status
 
 
 class LogWriter:
@@ -75,6 +78,7 @@ class LogWriter:
         self._next_probe = 0.0
         self._backoff = _BACKOFF_START_S
         self._rejected_seen = 0
+        self._next_refusal_report = 0.0
         self._outcome = {
             name: metrics.records.labels(name)
             for name in ("written", "spooled", "replayed", "dropped", "failed")
@@ -199,6 +203,10 @@ class LogWriter:
         started = time.perf_counter()
         try:
             self._ready_store().write(records)
+        except StoreRefused as exc:  # the operator's to fix: said loudly, records kept
+            self._report_refusal(exc)
+            self._mark_down()
+            return False
         except StoreUnavailable:
             self._mark_down()
             return False
@@ -224,6 +232,15 @@ class LogWriter:
         self._outcome["failed"].inc(count)
         print(f"mlmon-exporter: input log refused {count} records: {error!r}"[:500],
               file=sys.stderr, flush=True)  # fmt: skip
+
+    def _report_refusal(self, error: StoreRefused) -> None:
+        if self._metrics.refusals is not None:
+            self._metrics.refusals.labels(str(error.status)).inc()
+        now = time.monotonic()
+        if now >= self._next_refusal_report:  # once a minute: loud, not a flood
+            self._next_refusal_report = now + _REFUSAL_REPORT_INTERVAL_S
+            print(f"mlmon-exporter: the input log refuses writes; records are spooled until "
+                  f"it accepts them: {error}"[:1000], file=sys.stderr, flush=True)  # fmt: skip
 
     def _mark_down(self) -> None:
         self._store_up = False

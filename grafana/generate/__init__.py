@@ -3,7 +3,7 @@
 `python -m grafana.generate` writes grafana/dashboards/*.json (`--check` only compares;
 `make dashboards` runs it with the venv's interpreter, which has grafana-foundation-sdk);
 Grafana loads them through grafana/provisioning/dashboards/dashboards.yml. Panels query raw
-metrics (exporter/metrics.py, stats_service/collector.py), never recording rules, so the
+metrics (exporter/metrics.py, stats_service/service/collector.py), never recording rules, so the
 dashboards work without the Prometheus rules. Output is deterministic: sorted keys, panel
 ids in layout order, fixed uids.
 """

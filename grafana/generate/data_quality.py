@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import timeseries as timeseries_builders
+
 from grafana.generate.board import Board, Generated
 from grafana.generate.kit import (
     FEATURE,
     IN_WINDOW,
     MODEL,
-    RATE,
+    PER_FEATURE,
     RATIO_STEPS,
+    ROWS_BY_MODEL,
     ROWS_PER_SECOND,
+    Grouping,
     Style,
     prom,
     query_variable,
+    rare_failures,
     stats_window_variables,
+    sum_rate,
 )
-from grafana.generate.panels import timeseries
+from grafana.generate.panels import timeseries, versus
 
-PER_FEATURE = f"{IN_WINDOW}, {FEATURE}"
-BY_FEATURE = "model, window, feature"
-LEGEND = "{{model}}/{{feature}} ({{window}})"
-ISSUES = f"mlmon_feature_issues_total{{{MODEL}, {FEATURE}}}"
-
-
-def _ratio(metric: str) -> str:
-    return f"max by ({BY_FEATURE}) ({metric}{{{PER_FEATURE}}})"
+# The training data's figures: per model and feature, no window.
+BASELINE = Grouping("model, feature", f"{MODEL}, {FEATURE}", "{{model}}/{{feature}}")
+MISSING = PER_FEATURE.expr("mlmon_feature_missing_ratio")
+BASELINE_MISSING = BASELINE.expr("mlmon_baseline_missing_ratio")
+ISSUE_RATE = sum_rate("model, feature, kind", "mlmon_feature_issues_total", f"{MODEL}, {FEATURE}")
+ISSUE_LEGEND = "{{model}}/{{feature}} {{kind}}"
 
 
 def build() -> Generated:
@@ -43,21 +47,33 @@ def build() -> Generated:
             ),
         ],
     )
+    _windows_row(board)
+    _live_row(board)
+    return board.generate()
+
+
+def _ratio(title: str, description: str, metric: str) -> timeseries_builders.Panel:
+    """A share of the window's values, with 1% and 5% drawn as dashed lines."""
+    return timeseries(
+        title,
+        description,
+        [PER_FEATURE.query(metric)],
+        Style(unit="percentunit", min=0, steps=RATIO_STEPS),
+        threshold_lines=True,
+    )
+
+
+def _windows_row(board: Board) -> None:
     board.row("Windows against the baseline")
     board.add(
-        timeseries(
+        versus(
             "Missing ratio vs baseline",
             "Share of the window's rows without a value for the feature (solid), and the "
             "share in the training data (dashed).",
-            [
-                prom(_ratio("mlmon_feature_missing_ratio"), LEGEND),
-                prom(
-                    f"max by (model, feature) (mlmon_baseline_missing_ratio{{{MODEL}, {FEATURE}}})",
-                    "baseline {{model}}/{{feature}}",
-                ),
-            ],
+            prom(MISSING, PER_FEATURE.legend),
+            (BASELINE_MISSING, BASELINE.legend),
             Style(unit="percentunit", min=0),
-            dashed="^baseline .*",
+            kind="baseline",
         )
     )
     board.add(
@@ -67,9 +83,8 @@ def build() -> Generated:
             "feature than in training. Dashed lines: 1 and 5 percentage points.",
             [
                 prom(
-                    f"{_ratio('mlmon_feature_missing_ratio')} - on (model, feature) group_left "
-                    f"max by (model, feature) (mlmon_baseline_missing_ratio{{{MODEL}, {FEATURE}}})",
-                    LEGEND,
+                    f"{MISSING} - on (model, feature) group_left {BASELINE_MISSING}",
+                    PER_FEATURE.legend,
                 )
             ],
             Style(unit="percentunit", steps=RATIO_STEPS),
@@ -77,26 +92,25 @@ def build() -> Generated:
         )
     )
     board.add(
-        timeseries(
+        _ratio(
             "Unseen-category ratio",
             "Share of a categorical feature's values outside the training vocabulary (0 in "
             "the baseline by construction). Dashed lines: 1% and 5%.",
-            [prom(_ratio("mlmon_feature_unseen_ratio"), LEGEND)],
-            Style(unit="percentunit", min=0, steps=RATIO_STEPS),
-            threshold_lines=True,
+            "mlmon_feature_unseen_ratio",
         )
     )
     board.add(
-        timeseries(
+        _ratio(
             "Out-of-range ratio",
             "Share of a numeric feature's values outside the training [min, max]. Dashed "
             "lines: 1% and 5%.",
-            [prom(_ratio("mlmon_feature_out_of_range_ratio"), LEGEND)],
-            Style(unit="percentunit", min=0, steps=RATIO_STEPS),
-            threshold_lines=True,
+            "mlmon_feature_out_of_range_ratio",
         )
     )
 
+
+def _live_row(board: Board) -> None:
+    """Every panel may be empty: the sidecar's counters only exist once an issue happened."""
     board.row("Live, from the sidecar")
     board.add(
         timeseries(
@@ -104,14 +118,7 @@ def build() -> Generated:
             "Share of input rows with an issue, by feature and kind (missing, missing_field, "
             "type_mismatch, out_of_range, unseen_category, unexpected_field), as the "
             "sidecar's worker finds them. Dashed lines: 1% and 5%.",
-            [
-                prom(
-                    f"sum by (model, feature, kind) (rate({ISSUES}[{RATE}])) / on (model) "
-                    "group_left sum by (model) "
-                    f"(rate(mlmon_batch_size_sum{{{MODEL}}}[{RATE}]))",
-                    "{{model}}/{{feature}} {{kind}}",
-                )
-            ],
+            [prom(f"{ISSUE_RATE} / on (model) group_left {ROWS_BY_MODEL}", ISSUE_LEGEND)],
             Style(unit="percentunit", min=0, steps=RATIO_STEPS, no_value="0"),
             threshold_lines=True,
         ),
@@ -122,12 +129,7 @@ def build() -> Generated:
         timeseries(
             "Feature issues rate",
             "Input rows per second with an issue, by feature and kind.",
-            [
-                prom(
-                    f"sum by (model, feature, kind) (rate({ISSUES}[{RATE}]))",
-                    "{{model}}/{{feature}} {{kind}}",
-                )
-            ],
+            [prom(ISSUE_RATE, ISSUE_LEGEND)],
             Style(unit=ROWS_PER_SECOND, min=0, no_value="0"),
         ),
         8,
@@ -141,14 +143,12 @@ def build() -> Generated:
             "missing from the input log and every statistic. All models.",
             [
                 prom(
-                    "sum by (protocol, part, reason) "
-                    f"(rate(mlmon_payload_parse_errors_total[{RATE}]))",
+                    sum_rate("protocol, part, reason", "mlmon_payload_parse_errors_total"),
                     "{{protocol}} {{part}} {{reason}}",
                 )
             ],
-            Style(unit="reqps", min=0, no_value="0", steps=(("green", None), ("red", 1e-9))),
+            rare_failures("reqps"),
         ),
         8,
         may_be_empty=True,
     )
-    return board.generate()

@@ -1,7 +1,8 @@
 """Constants and queries shared by the dashboards: datasources, variables, matchers.
 
 Everything goes through grafana-foundation-sdk's typed builders. Nothing here reads the
-clock or the network.
+clock or the network. The PromQL helpers take their arguments in the order PromQL reads:
+grouping labels, then metric, then matchers.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ FEATURE = 'feature=~"$feature"'
 IN_WINDOW = f"{MODEL}, {WINDOW}"  # the stats service's series of the chosen model and window
 METHOD = 'method=~"$method"'
 METRIC = 'metric=~"$metric"'
+WINDOW_LEGEND = "{{model}} ({{window}})"
 
 ROWS_PER_SECOND = "suffix: rows/s"
 TABLE_FORMAT = prometheus_models.PromQueryFormat.TABLE
@@ -40,6 +42,9 @@ Query = prometheus.Dataquery | elasticsearch.Dataquery
 Steps = Sequence[tuple[str, float | None]]
 # Traffic-light steps for ratios where 0 is good.
 RATIO_STEPS: Steps = (("green", None), ("orange", 0.01), ("red", 0.05))
+# For rates of events that should never happen: one event in a rate window is a small
+# fraction per second, so the red step must sit just above 0, not at 1.
+ANY_RATE_IS_RED: Steps = (("green", None), ("red", 1e-9))
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,13 @@ class Style:
 
 
 DEFAULT_STYLE = Style()
+COUNT = Style(unit="short", min=0, decimals=0)  # rows, requests: whole numbers
+SHARE = Style(unit="percentunit", min=0, max=1)
+
+
+def rare_failures(unit: str) -> Style:
+    """A rate of failures: "0" rather than "No data" while none happened yet, red above 0."""
+    return Style(unit=unit, min=0, no_value="0", steps=ANY_RATE_IS_RED)
 
 
 def prom(
@@ -80,16 +92,63 @@ def prom(
     return query
 
 
-def quantiles(metric: str, matchers: str, by: str, legend: str) -> list[prometheus.Dataquery]:
-    """p50 and p99 of a Prometheus histogram, aggregated `by` (plus `le`)."""
+def selector(metric: str, matchers: str = "") -> str:
+    return f"{metric}{{{matchers}}}" if matchers else metric
+
+
+def max_by(by: str, metric: str, matchers: str = "") -> str:
+    return f"max by ({by}) ({selector(metric, matchers)})"
+
+
+def sum_rate(by: str, metric: str, matchers: str = "", *, func: str = "rate") -> str:
+    """`sum by (by) (rate(metric{matchers}[$__rate_interval]))`; a plain `sum` without `by`.
+    `func` is the range function (`increase` for counts per interval)."""
+    grouping = f"sum by ({by}) " if by else "sum"
+    return f"{grouping}({func}({selector(metric, matchers)}[{RATE}]))"
+
+
+def histogram_quantile(q: float, by: str, metric: str, matchers: str) -> str:
+    """The `q` quantile of a Prometheus histogram, aggregated `by` (plus `le`)."""
+    # Without matchers the empty `{}` (valid PromQL) stays, so the committed JSON is unchanged.
+    return (
+        f"histogram_quantile({q}, sum by ({by}{', ' if by else ''}le) "
+        f"(rate({metric}_bucket{{{matchers}}}[{RATE}])))"
+    )
+
+
+def quantiles(
+    by: str, metric: str, matchers: str, legend: str, qs: Sequence[float] = (0.5, 0.99)
+) -> list[prometheus.Dataquery]:
+    """Quantiles of a Prometheus histogram, p50 and p99 unless `qs`, named "p50 <legend>"."""
     return [
-        prom(
-            f"histogram_quantile({q}, sum by ({by}{', ' if by else ''}le) "
-            f"(rate({metric}_bucket{{{matchers}}}[{RATE}])))",
-            f"p{round(q * 100)} {legend}".strip(),
-        )
-        for q in (0.5, 0.99)
+        prom(histogram_quantile(q, by, metric, matchers), f"p{round(q * 100)} {legend}".strip())
+        for q in qs
     ]
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """One shape of the stats service's gauges: a series per combination of `by`, filtered by
+    `matchers` and named by `legend`. A dashboard reads many metrics in the same shape."""
+
+    by: str
+    matchers: str
+    legend: str
+
+    def expr(self, metric: str, extra: str = "") -> str:
+        """`max by` the grouping; `extra` is one more matcher, e.g. 'status="error"'."""
+        return max_by(self.by, metric, f"{self.matchers}, {extra}" if extra else self.matchers)
+
+    def query(self, metric: str, extra: str = "", *, instant: bool = False) -> prometheus.Dataquery:
+        return prom(self.expr(metric, extra), self.legend, instant=instant)
+
+
+# Input rows per second by model: requests times their batch size.
+ROWS_BY_MODEL = sum_rate("model", "mlmon_batch_size_sum", MODEL)
+PER_WINDOW = Grouping("model, window", IN_WINDOW, WINDOW_LEGEND)
+PER_FEATURE = Grouping(
+    "model, window, feature", f"{IN_WINDOW}, {FEATURE}", "{{model}}/{{feature}} ({{window}})"
+)
 
 
 def thresholds(steps: Steps) -> dashboard_builders.ThresholdsConfig:
@@ -151,3 +210,13 @@ def stats_window_variables(metric: str) -> list[dashboard_builders.QueryVariable
             f"label_values({metric}{{{MODEL}}}, window)",
         ),
     ]
+
+
+def sidecar_model_variable() -> dashboard_builders.QueryVariable:
+    """The model variable of the dashboards of what the sidecar proxied."""
+    return query_variable(
+        "model",
+        "Model",
+        "Models the sidecar has proxied requests for.",
+        "label_values(mlmon_requests_total, model)",
+    )

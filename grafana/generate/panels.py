@@ -26,7 +26,15 @@ from grafana_foundation_sdk.models import dashboard as dashboard_models
 from grafana_foundation_sdk.models import heatmap as heatmap_models
 from grafana_foundation_sdk.models import prometheus as prometheus_models
 
-from grafana.generate.kit import DEFAULT_STYLE, PROMETHEUS, RATE, Query, Style, prom, thresholds
+from grafana.generate.kit import (
+    DEFAULT_STYLE,
+    PROMETHEUS,
+    Query,
+    Style,
+    prom,
+    sum_rate,
+    thresholds,
+)
 
 
 class _Panel(Protocol):
@@ -82,6 +90,32 @@ def _styled(
     return panel.thresholds(thresholds(style.steps or (("green", None),)))
 
 
+def _bottom_legend() -> common_builders.VizLegendOptions:
+    return (
+        common_builders.VizLegendOptions()
+        .display_mode(common.LegendDisplayMode.LIST)
+        .placement(common.LegendPlacement.BOTTOM)
+        .show_legend(True)
+    )
+
+
+def _last_value() -> common_builders.ReduceDataOptions:
+    return common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
+
+
+def _dashed(panel: timeseries_builders.Panel, regex: str) -> timeseries_builders.Panel:
+    """The series whose names match `regex` drawn dashed and unfilled."""
+    return panel.override_by_regexp(
+        regex,
+        [
+            dashboard_models.DynamicConfigValue(
+                id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}
+            ),
+            dashboard_models.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+        ],
+    )
+
+
 def timeseries(
     title: str,
     description: str,
@@ -95,17 +129,12 @@ def timeseries(
 ) -> timeseries_builders.Panel:
     """A time series. `threshold_lines` draws the style's steps as dashed lines; `dashed`
     is a regex of series names (legends) drawn dashed, e.g. thresholds exported as series."""
-    panel = _styled(timeseries_builders.Panel(), title, description, targets, style)
     panel = (
-        panel.line_width(1)
+        _styled(timeseries_builders.Panel(), title, description, targets, style)
+        .line_width(1)
         .fill_opacity(10)
         .show_points(common.VisibilityMode.NEVER)
-        .legend(
-            common_builders.VizLegendOptions()
-            .display_mode(common.LegendDisplayMode.LIST)
-            .placement(common.LegendPlacement.BOTTOM)
-            .show_legend(True)
-        )
+        .legend(_bottom_legend())
         .tooltip(
             common_builders.VizTooltipOptions()
             .mode(common.TooltipDisplayMode.MULTI)
@@ -113,6 +142,7 @@ def timeseries(
         )
     )
     if stack is not None:
+        # Opaque enough that the stacked bands read as parts of a whole.
         panel = panel.stacking(common_builders.StackingConfig().mode(stack).group("A"))
         panel = panel.fill_opacity(60)
     if threshold_lines:
@@ -125,17 +155,28 @@ def timeseries(
         panel = panel.scale_distribution(
             common_builders.ScaleDistributionConfig().type(common.ScaleDistribution.LOG).log(10)
         )
-    if dashed is not None:
-        panel = panel.override_by_regexp(
-            dashed,
-            [
-                dashboard_models.DynamicConfigValue(
-                    id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}
-                ),
-                dashboard_models.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
-            ],
-        )
-    return panel
+    return panel if dashed is None else _dashed(panel, dashed)
+
+
+def versus(
+    title: str,
+    description: str,
+    measured: prometheus.Dataquery,
+    reference: tuple[str, str],
+    style: Style,
+    *,
+    kind: str = "threshold",
+) -> timeseries_builders.Panel:
+    """`measured` solid against a `reference` (expr, legend) drawn dashed: a threshold, a
+    baseline. The reference's legend gets `kind` in front, which is what the dashing matches."""
+    expr, legend = reference
+    return timeseries(
+        title,
+        description,
+        [measured, prom(expr, f"{kind} {legend}")],
+        style,
+        dashed=f"^{kind} .*",
+    )
 
 
 def stat_panel(
@@ -149,7 +190,7 @@ def stat_panel(
         _styled(stat.Panel(), title, description, targets, style)
         .graph_mode(common.BigValueGraphMode.AREA)
         .color_mode(common.BigValueColorMode.VALUE)
-        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .reduce_options(_last_value())
     )
 
 
@@ -164,7 +205,7 @@ def bars(
         _styled(bargauge.Panel(), title, description, targets, style)
         .display_mode(common.BarGaugeDisplayMode.GRADIENT)
         .orientation(common.VizOrientation.HORIZONTAL)
-        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .reduce_options(_last_value())
     )
 
 
@@ -177,12 +218,7 @@ def states(
         .show_value(common.VisibilityMode.AUTO)
         .merge_values(True)
         .fill_opacity(80)
-        .legend(
-            common_builders.VizLegendOptions()
-            .display_mode(common.LegendDisplayMode.LIST)
-            .placement(common.LegendPlacement.BOTTOM)
-            .show_legend(True)
-        )
+        .legend(_bottom_legend())
     )
 
 
@@ -191,7 +227,7 @@ def heatmap_panel(
 ) -> heatmap.Panel:
     """A heatmap of a Prometheus histogram: one row per bucket (`le`), colour = count."""
     target = prom(
-        f"sum by (le) (increase({metric}_bucket{{{matchers}}}[{RATE}]))",
+        sum_rate("le", f"{metric}_bucket", matchers, func="increase"),
         "{{le}}",
         fmt=prometheus_models.PromQueryFormat.HEATMAP,
     )

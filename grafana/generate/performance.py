@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from grafana.generate.board import Board, Generated
 from grafana.generate.kit import (
+    COUNT,
     IN_WINDOW,
     METRIC,
+    PER_WINDOW,
+    SHARE,
+    Grouping,
     Style,
     prom,
     query_variable,
@@ -13,17 +17,11 @@ from grafana.generate.kit import (
 )
 from grafana.generate.panels import stat_panel, timeseries
 
-LEGEND = "{{model}} {{metric}} ({{window}})"
-WINDOW_LEGEND = "{{model}} ({{window}})"
-LABELLED = f"max by (model, window) (mlmon_model_performance_samples{{{IN_WINDOW}}})"
-
-
-def _performance(names: str | None = None) -> str:
-    """The selected metrics; `names` narrows them further (a second matcher on `metric`)."""
-    narrow = f', metric=~"{names}"' if names else ""
-    return (
-        f"max by (model, window, metric) (mlmon_model_performance{{{IN_WINDOW}, {METRIC}{narrow}}})"
-    )
+PER_METRIC = Grouping(
+    "model, window, metric", f"{IN_WINDOW}, {METRIC}", "{{model}} {{metric}} ({{window}})"
+)
+PERFORMANCE = "mlmon_model_performance"
+LABELLED = PER_WINDOW.expr("mlmon_model_performance_samples")
 
 
 def build() -> Generated:
@@ -43,14 +41,21 @@ def build() -> Generated:
             ),
         ],
     )
+    _quality_row(board)
+    _ground_truth_row(board)
+    return board.generate()
+
+
+def _quality_row(board: Board) -> None:
+    # Each panel narrows the selected metrics to those it can scale alike.
     board.row("Quality")
     board.add(
         timeseries(
             "Classification quality",
             "Accuracy, precision, recall, F1 and ROC AUC (higher is better), per window. "
             "Undefined metrics (e.g. ROC AUC with one class among the labels) are absent.",
-            [prom(_performance("accuracy|precision|recall|f1|roc_auc"), LEGEND)],
-            Style(unit="percentunit", min=0, max=1),
+            [PER_METRIC.query(PERFORMANCE, 'metric=~"accuracy|precision|recall|f1|roc_auc"')],
+            SHARE,
         ),
         may_be_empty=True,
     )
@@ -58,7 +63,7 @@ def build() -> Generated:
         timeseries(
             "Errors (lower is better)",
             "Log loss for classifiers; MAE and RMSE, in the target's units, for regression.",
-            [prom(_performance("log_loss|mae|rmse"), LEGEND)],
+            [PER_METRIC.query(PERFORMANCE, 'metric=~"log_loss|mae|rmse"')],
             Style(unit="short", min=0),
         ),
         may_be_empty=True,
@@ -67,7 +72,7 @@ def build() -> Generated:
         stat_panel(
             "Latest values",
             "The latest value of each selected metric and window.",
-            [prom(_performance(), LEGEND)],
+            [PER_METRIC.query(PERFORMANCE)],
             Style(unit="short", decimals=3),
         ),
         24,
@@ -75,14 +80,16 @@ def build() -> Generated:
         may_be_empty=True,
     )
 
+
+def _ground_truth_row(board: Board) -> None:
     board.row("Ground truth")
     board.add(
         timeseries(
             "Labelled samples",
             "Rows of the window with ground truth, which the metrics above are computed on. "
             "Few labelled rows make the metrics noisy.",
-            [prom(LABELLED, WINDOW_LEGEND)],
-            Style(unit="short", min=0, decimals=0),
+            [prom(LABELLED, PER_WINDOW.legend)],
+            COUNT,
         ),
         8,
         may_be_empty=True,
@@ -91,13 +98,8 @@ def build() -> Generated:
         timeseries(
             "Label coverage",
             "Share of the window's rows whose ground truth has arrived.",
-            [
-                prom(
-                    f"{LABELLED} / max by (model, window) (mlmon_window_samples{{{IN_WINDOW}}})",
-                    WINDOW_LEGEND,
-                )
-            ],
-            Style(unit="percentunit", min=0, max=1),
+            [prom(f"{LABELLED} / {PER_WINDOW.expr('mlmon_window_samples')}", PER_WINDOW.legend)],
+            SHARE,
         ),
         8,
         may_be_empty=True,
@@ -106,14 +108,8 @@ def build() -> Generated:
         timeseries(
             "Window samples",
             "All rows in each window, labelled or not.",
-            [
-                prom(
-                    f"max by (model, window) (mlmon_window_samples{{{IN_WINDOW}}})",
-                    WINDOW_LEGEND,
-                )
-            ],
-            Style(unit="short", min=0, decimals=0),
+            [PER_WINDOW.query("mlmon_window_samples")],
+            COUNT,
         ),
         8,
     )
-    return board.generate()

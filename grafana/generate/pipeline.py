@@ -3,25 +3,28 @@ and the latest logged inputs straight from Elasticsearch."""
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import elasticsearch
+from grafana_foundation_sdk.builders import elasticsearch, table
 from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
 from grafana.generate.board import Board, Generated
 from grafana.generate.kit import (
+    COUNT,
     ELASTICSEARCH,
     MODEL,
-    RATE,
     STACKED,
     Style,
+    max_by,
     prom,
     quantiles,
     query_variable,
+    rare_failures,
+    sum_rate,
 )
 from grafana.generate.panels import stat_panel, table_panel, timeseries
 
 LATEST_INPUTS_ROWS = 100
 # The record's fields (ARCHITECTURE.md "The logged record", exporter/store/
-# elasticsearch_mapping.py) in reading order; `features.*` columns follow.
+# elasticsearch/mapping.py) in reading order; `features.*` columns follow.
 RECORD_COLUMNS = (
     "@timestamp",
     "model",
@@ -41,6 +44,8 @@ HIDDEN_COLUMNS = ("_id", "_index", "_type", "_source", "highlight", "sort", "sam
 # Lost for good: past the spool bound, or refused by the store.
 LOST = 'outcome=~"dropped|failed"'
 EVALUATION_AGE_STEPS = (("green", None), ("orange", 120.0), ("red", 600.0))
+# Counts where a single one is already a problem.
+ANY_IS_RED = Style(unit="short", decimals=0, steps=(("green", None), ("red", 1.0)))
 
 
 def latest_inputs_query() -> elasticsearch.Dataquery:
@@ -84,18 +89,22 @@ def build() -> Generated:
             )
         ],
     )
+    _input_log_row(board)
+    _worker_row(board)
+    _stats_service_row(board)
+    board.row("Latest inputs")
+    board.add(_latest_inputs(), 24, 12)
+    return board.generate()
+
+
+def _input_log_row(board: Board) -> None:
     board.row("Input log")
     board.add(
         timeseries(
             "Records by outcome",
             "Input-log records per second: written to the store, spooled to disk while it "
             "was down, replayed from the spool, dropped (spool full) or failed (refused).",
-            [
-                prom(
-                    f"sum by (outcome) (rate(mlmon_log_records_total[{RATE}]))",
-                    "{{outcome}}",
-                )
-            ],
+            [prom(sum_rate("outcome", "mlmon_log_records_total"), "{{outcome}}")],
             Style(unit="suffix: records/s", min=0),
             stack=STACKED,
         ),
@@ -112,7 +121,7 @@ def build() -> Generated:
                     instant=True,
                 )
             ],
-            Style(unit="short", decimals=0, steps=(("green", None), ("red", 1.0))),
+            ANY_IS_RED,
         ),
         4,
     )
@@ -121,7 +130,7 @@ def build() -> Generated:
             "Spool size",
             "Bytes of records waiting in the on-disk spool, per sidecar. Above 0 the store "
             "is (or was) down or slow; records are replayed when it is back.",
-            [prom("max by (instance) (mlmon_log_spool_bytes)", "{{instance}}")],
+            [prom(max_by("instance", "mlmon_log_spool_bytes"), "{{instance}}")],
             Style(unit="bytes", min=0, steps=(("green", None), ("orange", 1.0))),
         ),
         8,
@@ -130,19 +139,21 @@ def build() -> Generated:
         timeseries(
             "Store write latency p50 / p99",
             "Time of one batch write to the input log (Elasticsearch bulk or SQLite).",
-            quantiles("mlmon_log_write_duration_seconds", "", "", ""),
+            quantiles("", "mlmon_log_write_duration_seconds", "", ""),
             Style(unit="s", min=0),
         ),
         12,
     )
 
+
+def _worker_row(board: Board) -> None:
     board.row("Sidecar worker")
     board.add(
         timeseries(
             "Worker queue depth",
             "Exchanges waiting for the background worker, per sidecar.",
             [prom("sum by (instance) (mlmon_log_queue_depth)", "{{instance}}")],
-            Style(unit="short", min=0, decimals=0),
+            COUNT,
         ),
         8,
     )
@@ -151,13 +162,8 @@ def build() -> Generated:
             "Worker queue drops",
             "Exchanges not analysed per second because the worker queue was full, by "
             "reason (count or bytes). They are proxied but never logged nor measured.",
-            [
-                prom(
-                    f"sum by (reason) (rate(mlmon_log_queue_dropped_total[{RATE}]))",
-                    "{{reason}}",
-                )
-            ],
-            Style(unit="suffix: /s", min=0, no_value="0", steps=(("green", None), ("red", 1e-9))),
+            [prom(sum_rate("reason", "mlmon_log_queue_dropped_total"), "{{reason}}")],
+            rare_failures("suffix: /s"),
         ),
         8,
         may_be_empty=True,
@@ -167,12 +173,14 @@ def build() -> Generated:
             "Worker batch duration p50 / p99",
             "Time the worker took for one drained batch of exchanges (adapter, features, "
             "data quality, prediction metrics).",
-            quantiles("mlmon_worker_duration_seconds", "", "", ""),
+            quantiles("", "mlmon_worker_duration_seconds", "", ""),
             Style(unit="s", min=0),
         ),
         8,
     )
 
+
+def _stats_service_row(board: Board) -> None:
     board.row("Stats service")
     board.add(
         stat_panel(
@@ -181,7 +189,7 @@ def build() -> Generated:
             "cycles at the default 30 s interval), red after 10.",
             [
                 prom(
-                    "time() - max by (instance) (mlmon_last_evaluation_timestamp_seconds)",
+                    f"time() - {max_by('instance', 'mlmon_last_evaluation_timestamp_seconds')}",
                     "{{instance}}",
                 )
             ],
@@ -194,12 +202,7 @@ def build() -> Generated:
             "Evaluation duration",
             "How long the latest cycle over every model and window took. Orange from 15 s, "
             "red from 30 s (the default interval: cycles start to run back to back).",
-            [
-                prom(
-                    "max by (instance) (mlmon_evaluation_duration_seconds)",
-                    "{{instance}}",
-                )
-            ],
+            [prom(max_by("instance", "mlmon_evaluation_duration_seconds"), "{{instance}}")],
             Style(unit="s", min=0, steps=(("green", None), ("orange", 15.0), ("red", 30.0))),
             threshold_lines=True,
         ),
@@ -212,11 +215,11 @@ def build() -> Generated:
             "bad data), per interval.",
             [
                 prom(
-                    f"sum by (instance) (increase(mlmon_evaluations_total[{RATE}]))",
+                    sum_rate("instance", "mlmon_evaluations_total", func="increase"),
                     "cycles {{instance}}",
                 ),
                 prom(
-                    f"sum by (instance) (increase(mlmon_evaluation_errors_total[{RATE}]))",
+                    sum_rate("instance", "mlmon_evaluation_errors_total", func="increase"),
                     "errors {{instance}}",
                 ),
             ],
@@ -229,28 +232,24 @@ def build() -> Generated:
             "Windows in error",
             "Windows of the selected models whose latest evaluation failed.",
             [prom(f'sum(mlmon_window_status{{{MODEL}, status="error"}})')],
-            Style(unit="short", decimals=0, steps=(("green", None), ("red", 1.0))),
+            ANY_IS_RED,
         ),
         6,
     )
 
-    board.row("Latest inputs")
-    board.add(
-        table_panel(
-            "Latest inputs",
-            f"The {LATEST_INPUTS_ROWS} newest input-log records of the selected models in "
-            "the time range, from Elasticsearch (index pattern mlmon-inputs-*): "
-            "preprocessed features, prediction, ground truth if it arrived, issues. Only "
-            "with the Elasticsearch input log; the SQLite one is not queryable here.",
-            [latest_inputs_query()],
-            datasource=ELASTICSEARCH,
-            organize={
-                "excludeByName": dict.fromkeys(HIDDEN_COLUMNS, True),
-                "indexByName": {name: index for index, name in enumerate(RECORD_COLUMNS)},
-                "renameByName": {},
-            },
-        ).override_by_name("latency_ms", [DynamicConfigValue(id_val="unit", value="ms")]),
-        24,
-        12,
-    )
-    return board.generate()
+
+def _latest_inputs() -> table.Panel:
+    return table_panel(
+        "Latest inputs",
+        f"The {LATEST_INPUTS_ROWS} newest input-log records of the selected models in "
+        "the time range, from Elasticsearch (index pattern mlmon-inputs-*): "
+        "preprocessed features, prediction, ground truth if it arrived, issues. Only "
+        "with the Elasticsearch input log; the SQLite one is not queryable here.",
+        [latest_inputs_query()],
+        datasource=ELASTICSEARCH,
+        organize={
+            "excludeByName": dict.fromkeys(HIDDEN_COLUMNS, True),
+            "indexByName": {name: index for index, name in enumerate(RECORD_COLUMNS)},
+            "renameByName": {},
+        },
+    ).override_by_name("latency_ms", [DynamicConfigValue(id_val="unit", value="ms")])

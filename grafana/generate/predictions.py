@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 from grafana.generate.board import Board, Generated
-from grafana.generate.kit import MODEL, RATE, ROWS_PER_SECOND, STACKED, Style, prom, query_variable
+from grafana.generate.kit import (
+    MODEL,
+    ROWS_BY_MODEL,
+    ROWS_PER_SECOND,
+    SHARE,
+    STACKED,
+    Style,
+    histogram_quantile,
+    prom,
+    quantiles,
+    rare_failures,
+    sidecar_model_variable,
+    sum_rate,
+)
 from grafana.generate.panels import heatmap_panel, timeseries
 
-PREDICTIONS = f"mlmon_predictions_total{{{MODEL}}}"
+PREDICTIONS = "mlmon_predictions_total"
 CONFIDENCE = "mlmon_prediction_confidence"
 VALUE = "mlmon_prediction_value"
-
-
-def _histogram_quantile(q: float, metric: str) -> str:
-    return f"histogram_quantile({q}, sum by (model, le) (rate({metric}_bucket{{{MODEL}}}[{RATE}])))"
+BATCH_SIZE = "mlmon_batch_size"
+BY_CLASS = sum_rate("model, class", PREDICTIONS, MODEL)
+CLASS_MIX = f"{BY_CLASS} / ignoring (class) group_left {sum_rate('model', PREDICTIONS, MODEL)}"
+AT_MOST_HALF = sum_rate("model", f"{CONFIDENCE}_bucket", f'{MODEL}, le="0.5"')
+LOW_CONFIDENCE_SHARE = f"{AT_MOST_HALF} / {sum_rate('model', f'{CONFIDENCE}_count', MODEL)}"
+MEAN_BATCH_SIZE = f"{ROWS_BY_MODEL} / {sum_rate('model', f'{BATCH_SIZE}_count', MODEL)}"
 
 
 def build() -> Generated:
@@ -21,29 +36,24 @@ def build() -> Generated:
         "mlmon / Predictions",
         "The model's answers as the sidecar parsed them: classes, values, confidence, "
         "non-finite outputs and batch sizes.",
-        [
-            query_variable(
-                "model",
-                "Model",
-                "Models the sidecar has proxied requests for.",
-                "label_values(mlmon_requests_total, model)",
-            )
-        ],
+        [sidecar_model_variable()],
     )
+    _classes_row(board)
+    _values_row(board)
+    _outputs_row(board)
+    return board.generate()
+
+
+def _classes_row(board: Board) -> None:
+    """Both panels may be empty: only a classifier's predictions have a class."""
     board.row("Classes")
     board.add(
         timeseries(
             "Class mix",
             "Share of predicted rows per predicted class, within each model. A shift here "
             "is prediction drift you can see before the stats service's next window.",
-            [
-                prom(
-                    f"sum by (model, class) (rate({PREDICTIONS}[{RATE}])) / ignoring (class) "
-                    f"group_left sum by (model) (rate({PREDICTIONS}[{RATE}]))",
-                    "{{model}} {{class}}",
-                )
-            ],
-            Style(unit="percentunit", min=0, max=1),
+            [prom(CLASS_MIX, "{{model}} {{class}}")],
+            SHARE,
         ),
         may_be_empty=True,
     )
@@ -51,18 +61,15 @@ def build() -> Generated:
         timeseries(
             "Predicted rows by class",
             "Predicted rows per second by predicted class, stacked (classifiers only).",
-            [
-                prom(
-                    f"sum by (model, class) (rate({PREDICTIONS}[{RATE}]))",
-                    "{{model}} {{class}}",
-                )
-            ],
+            [prom(BY_CLASS, "{{model}} {{class}}")],
             Style(unit=ROWS_PER_SECOND, min=0),
             stack=STACKED,
         ),
         may_be_empty=True,
     )
 
+
+def _values_row(board: Board) -> None:
     board.row("Values and confidence")
     board.add(
         heatmap_panel(
@@ -78,10 +85,7 @@ def build() -> Generated:
         timeseries(
             "Prediction value p5 / p50 / p95",
             "Quantiles of the numeric prediction, estimated from the histogram buckets.",
-            [
-                prom(_histogram_quantile(q, VALUE), f"p{round(q * 100)} {{{{model}}}}")
-                for q in (0.05, 0.5, 0.95)
-            ],
+            quantiles("model", VALUE, MODEL, "{{model}}", (0.05, 0.5, 0.95)),
             Style(unit="short"),
         ),
         may_be_empty=True,
@@ -103,33 +107,24 @@ def build() -> Generated:
             "most 0.5 (the model is unsure). A rising low-confidence share often comes "
             "with input drift.",
             [
-                prom(_histogram_quantile(0.5, CONFIDENCE), "median {{model}}"),
-                prom(
-                    f'sum by (model) (rate({CONFIDENCE}_bucket{{{MODEL}, le="0.5"}}[{RATE}])) / '
-                    f"sum by (model) (rate({CONFIDENCE}_count{{{MODEL}}}[{RATE}]))",
-                    "share <= 0.5 {{model}}",
-                ),
+                prom(histogram_quantile(0.5, "model", CONFIDENCE, MODEL), "median {{model}}"),
+                prom(LOW_CONFIDENCE_SHARE, "share <= 0.5 {{model}}"),
             ],
-            Style(unit="percentunit", min=0, max=1),
+            SHARE,
         ),
         may_be_empty=True,
     )
 
+
+def _outputs_row(board: Board) -> None:
     board.row("Outputs and batches")
     board.add(
         timeseries(
             "Non-finite predictions",
             "Predicted rows per second that were NaN or infinite: the model is broken for "
             "some inputs. Any value above 0 is red.",
-            [
-                prom(
-                    f"sum by (model) (rate(mlmon_non_finite_predictions_total{{{MODEL}}}[{RATE}]))",
-                    "{{model}}",
-                )
-            ],
-            Style(
-                unit=ROWS_PER_SECOND, min=0, no_value="0", steps=(("green", None), ("red", 1e-9))
-            ),
+            [prom(sum_rate("model", "mlmon_non_finite_predictions_total", MODEL), "{{model}}")],
+            rare_failures(ROWS_PER_SECOND),
             threshold_lines=True,
         ),
         8,
@@ -140,13 +135,8 @@ def build() -> Generated:
             "Batch size p50 / p99 / mean",
             "Input rows per inference request.",
             [
-                prom(_histogram_quantile(0.5, "mlmon_batch_size"), "p50 {{model}}"),
-                prom(_histogram_quantile(0.99, "mlmon_batch_size"), "p99 {{model}}"),
-                prom(
-                    f"sum by (model) (rate(mlmon_batch_size_sum{{{MODEL}}}[{RATE}])) / "
-                    f"sum by (model) (rate(mlmon_batch_size_count{{{MODEL}}}[{RATE}]))",
-                    "mean {{model}}",
-                ),
+                *quantiles("model", BATCH_SIZE, MODEL, "{{model}}"),
+                prom(MEAN_BATCH_SIZE, "mean {{model}}"),
             ],
             Style(unit="short", min=0),
         ),
@@ -156,14 +146,8 @@ def build() -> Generated:
         timeseries(
             "Rows predicted",
             "Input rows per second (requests times their batch size), by model.",
-            [
-                prom(
-                    f"sum by (model) (rate(mlmon_batch_size_sum{{{MODEL}}}[{RATE}]))",
-                    "{{model}}",
-                )
-            ],
+            [prom(ROWS_BY_MODEL, "{{model}}")],
             Style(unit=ROWS_PER_SECOND, min=0),
         ),
         8,
     )
-    return board.generate()

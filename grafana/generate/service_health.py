@@ -2,25 +2,58 @@
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import table
+from grafana_foundation_sdk.builders import timeseries as timeseries_builders
+
 from grafana.generate.board import Board, Generated
 from grafana.generate.kit import (
+    COUNT,
     MODEL,
     RATE,
     RATIO_STEPS,
     STACKED,
     TABLE_FORMAT,
     VERSION,
+    Steps,
     Style,
+    histogram_quantile,
+    max_by,
     prom,
     quantiles,
     query_variable,
+    selector,
+    sidecar_model_variable,
+    sum_rate,
 )
 from grafana.generate.panels import stat_panel, table_panel, timeseries
 
-REQUESTS = f"mlmon_requests_total{{{MODEL}, {VERSION}}}"
-ERRORS = f'mlmon_requests_total{{{MODEL}, {VERSION}, code=~"5.."}}'
+SELECTED = f"{MODEL}, {VERSION}"
+REQUESTS = selector("mlmon_requests_total", SELECTED)
+ERRORS = selector("mlmon_requests_total", f'{SELECTED}, code=~"5.."')
 LATENCY_STEPS = (("green", None), ("orange", 0.25), ("red", 1.0))
 OVERHEAD_STEPS = (("green", None), ("orange", 0.001), ("red", 0.005))
+
+
+def build() -> Generated:
+    board = Board(
+        "mlmon-service-health",
+        "mlmon / Service health",
+        "Requests through the mlmon sidecar: rate, errors, latency, overhead, sizes.",
+        [
+            sidecar_model_variable(),
+            query_variable(
+                "version",
+                "Version",
+                "Model versions seen for the selected models.",
+                f"label_values(mlmon_requests_total{{{MODEL}}}, model_version)",
+            ),
+        ],
+    )
+    _overview_row(board)
+    _traffic_row(board)
+    _latency_row(board)
+    _payload_row(board)
+    return board.generate()
 
 
 def _error_ratio(by: str) -> str:
@@ -32,38 +65,48 @@ def _error_ratio(by: str) -> str:
     )
 
 
-def build() -> Generated:
-    board = Board(
-        "mlmon-service-health",
-        "mlmon / Service health",
-        "Requests through the mlmon sidecar: rate, errors, latency, overhead, sizes.",
-        [
-            query_variable(
-                "model",
-                "Model",
-                "Models the sidecar has proxied requests for.",
-                "label_values(mlmon_requests_total, model)",
-            ),
-            query_variable(
-                "version",
-                "Version",
-                "Model versions seen for the selected models.",
-                f"label_values(mlmon_requests_total{{{MODEL}}}, model_version)",
-            ),
-        ],
+def _p99(metric: str) -> str:
+    """All selected models together, as one number for the overview."""
+    return histogram_quantile(0.99, "", metric, MODEL)
+
+
+def _quantiles_by_model(
+    title: str, description: str, metric: str, unit: str, steps: Steps | None = None
+) -> timeseries_builders.Panel:
+    """p50 and p99 per model; `steps`, when given, drawn as dashed lines."""
+    return timeseries(
+        title,
+        description,
+        quantiles("model", metric, MODEL, "{{model}}"),
+        Style(unit=unit, min=0, steps=steps),
+        threshold_lines=steps is not None,
     )
+
+
+def _versions_table() -> table.Panel:
+    return table_panel(
+        "Model versions seen",
+        "Model versions reported in the model server's responses (or configured).",
+        [
+            prom(
+                max_by("model, model_version", "mlmon_model_info", SELECTED),
+                instant=True,
+                fmt=TABLE_FORMAT,
+            )
+        ],
+        organize={"excludeByName": {"Time": True, "Value": True}},
+    )
+
+
+def _overview_row(board: Board) -> None:
     board.row("Overview")
-    board.add(
+    for panel in (
         stat_panel(
             "Request rate",
             "Requests per second through the sidecar for the selected models and versions.",
-            [prom(f"sum(rate({REQUESTS}[{RATE}]))")],
+            [prom(sum_rate("", "mlmon_requests_total", SELECTED))],
             Style(unit="reqps", decimals=2),
         ),
-        6,
-        4,
-    )
-    board.add(
         stat_panel(
             "Error ratio (5xx)",
             "Share of responses with a 5xx status, including the sidecar's own 502/504 when "
@@ -71,42 +114,25 @@ def build() -> Generated:
             [prom(_error_ratio(""))],
             Style(unit="percentunit", decimals=2, steps=RATIO_STEPS),
         ),
-        6,
-        4,
-    )
-    board.add(
         stat_panel(
             "Latency p99",
             "99th percentile of end-to-end latency (sidecar plus model server), all selected "
             "models together. Thresholds: 250 ms orange, 1 s red; adjust to your model's SLO.",
-            [
-                prom(
-                    "histogram_quantile(0.99, sum by (le) "
-                    f"(rate(mlmon_request_duration_seconds_bucket{{{MODEL}}}[{RATE}])))"
-                )
-            ],
+            [prom(_p99("mlmon_request_duration_seconds"))],
             Style(unit="s", steps=LATENCY_STEPS),
         ),
-        6,
-        4,
-    )
-    board.add(
         stat_panel(
             "Proxy overhead p99",
             "99th percentile of the time the sidecar adds (end to end minus model server). "
             "Orange above 1 ms, red above 5 ms.",
-            [
-                prom(
-                    "histogram_quantile(0.99, sum by (le) "
-                    f"(rate(mlmon_proxy_overhead_seconds_bucket{{{MODEL}}}[{RATE}])))"
-                )
-            ],
+            [prom(_p99("mlmon_proxy_overhead_seconds"))],
             Style(unit="s", steps=OVERHEAD_STEPS),
         ),
-        6,
-        4,
-    )
+    ):
+        board.add(panel, 6, 4)
 
+
+def _traffic_row(board: Board) -> None:
     board.row("Traffic and errors")
     board.add(
         timeseries(
@@ -114,7 +140,7 @@ def build() -> Generated:
             "Requests per second, by model and model version.",
             [
                 prom(
-                    f"sum by (model, model_version) (rate({REQUESTS}[{RATE}]))",
+                    sum_rate("model, model_version", "mlmon_requests_total", SELECTED),
                     "{{model}} {{model_version}}",
                 )
             ],
@@ -126,7 +152,7 @@ def build() -> Generated:
             "Responses by status code",
             "Responses per second by HTTP status code, stacked. 502/504 come from the "
             "sidecar when the model server failed (see upstream errors).",
-            [prom(f"sum by (code) (rate({REQUESTS}[{RATE}]))", "{{code}}")],
+            [prom(sum_rate("code", "mlmon_requests_total", SELECTED), "{{code}}")],
             Style(unit="reqps", min=0),
             stack=STACKED,
         )
@@ -145,7 +171,7 @@ def build() -> Generated:
             "Upstream errors by reason",
             "Requests the model server did not answer, per second, by reason (connect "
             "failure, timeout, ...). All models behind the sidecar.",
-            [prom(f"sum by (reason) (rate(mlmon_upstream_errors_total[{RATE}]))", "{{reason}}")],
+            [prom(sum_rate("reason", "mlmon_upstream_errors_total"), "{{reason}}")],
             Style(unit="reqps", min=0, no_value="0"),
         ),
         may_be_empty=True,
@@ -155,73 +181,57 @@ def build() -> Generated:
             "In-flight requests",
             "Requests being proxied right now, per sidecar instance (all models).",
             [prom("sum by (instance) (mlmon_in_flight_requests)", "{{instance}}")],
-            Style(unit="short", min=0, decimals=0),
+            COUNT,
         )
     )
-    board.add(
-        table_panel(
-            "Model versions seen",
-            "Model versions reported in the model server's responses (or configured).",
-            [
-                prom(
-                    f"max by (model, model_version) (mlmon_model_info{{{MODEL}, {VERSION}}})",
-                    instant=True,
-                    fmt=TABLE_FORMAT,
-                )
-            ],
-            organize={"excludeByName": {"Time": True, "Value": True}},
-        )
-    )
+    board.add(_versions_table())
 
+
+def _latency_row(board: Board) -> None:
     board.row("Latency")
-    board.add(
-        timeseries(
+    for panel in (
+        _quantiles_by_model(
             "Latency p50 / p99 (end to end)",
             "Time from the request read to the response sent, by model. Dashed lines: "
             "250 ms and 1 s.",
-            quantiles("mlmon_request_duration_seconds", MODEL, "model", "{{model}}"),
-            Style(unit="s", min=0, steps=LATENCY_STEPS),
-            threshold_lines=True,
+            "mlmon_request_duration_seconds",
+            "s",
+            LATENCY_STEPS,
         ),
-        8,
-    )
-    board.add(
-        timeseries(
+        _quantiles_by_model(
             "Model server latency p50 / p99",
             "Time from forwarding the request to the last byte of the model server's "
             "response, by model.",
-            quantiles("mlmon_upstream_duration_seconds", MODEL, "model", "{{model}}"),
-            Style(unit="s", min=0),
+            "mlmon_upstream_duration_seconds",
+            "s",
         ),
-        8,
-    )
-    board.add(
-        timeseries(
+        _quantiles_by_model(
             "Proxy overhead p50 / p99",
             "Time the sidecar adds on top of the model server, by model. Dashed lines: 1 ms "
             "and 5 ms.",
-            quantiles("mlmon_proxy_overhead_seconds", MODEL, "model", "{{model}}"),
-            Style(unit="s", min=0, steps=OVERHEAD_STEPS),
-            threshold_lines=True,
+            "mlmon_proxy_overhead_seconds",
+            "s",
+            OVERHEAD_STEPS,
         ),
-        8,
-    )
+    ):
+        board.add(panel, 8)
 
+
+def _payload_row(board: Board) -> None:
     board.row("Payload sizes")
     board.add(
-        timeseries(
+        _quantiles_by_model(
             "Request size p50 / p99",
             "Request body size, by model.",
-            quantiles("mlmon_request_size_bytes", MODEL, "model", "{{model}}"),
-            Style(unit="bytes", min=0),
+            "mlmon_request_size_bytes",
+            "bytes",
         )
     )
     board.add(
-        timeseries(
+        _quantiles_by_model(
             "Response size p50 / p99",
             "Response body size, by model.",
-            quantiles("mlmon_response_size_bytes", MODEL, "model", "{{model}}"),
-            Style(unit="bytes", min=0),
+            "mlmon_response_size_bytes",
+            "bytes",
         )
     )
-    return board.generate()

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from exporter.records import LogRecord, PredictionValue, StoreColumns
 from exporter.schema import parse_schema
-from exporter.store.base import LogRecord, PredictionValue, StoreColumns
-from exporter.store.sqlite import SqliteLog
-from stats_service.baseline import build_baseline, save_baseline
+from exporter.store.sqlite.log import SqliteLog
+from stats_service.baseline.build import build_baseline, save_baseline
 
 SCHEMA = {
     "model": "credit",

@@ -1,9 +1,14 @@
-"""An Elasticsearch-compatible server for tests (noida-db), and a proxy that fails on cue.
+"""Elasticsearch- and OpenSearch-API servers for tests, and a proxy that fails on cue.
 
 noida-db is a single binary from PyPI that speaks the Elasticsearch REST API; it lacks
 ILM, `percentiles`, `sampler` aggregations and rollover of plainly named indices, which
-the backend does not need. Every server here binds 127.0.0.1 and is stopped by whoever
-started it.
+the backend does not need. osmem-server (PyPI `osmem-server`) is an in-memory server that
+speaks the OpenSearch API and reports OpenSearch 3.8: like a real OpenSearch it refuses the
+8.x client's compatibility media type (406), so it exercises `elasticsearch.flavor`.
+Every server here binds 127.0.0.1 and is stopped by whoever started it.
+
+`ENGINES` are the targets every Elasticsearch test runs against: both engines, and the
+cluster at ELASTICSEARCH_URL ("external") when that is set; `engine_url` starts one.
 """
 
 from __future__ import annotations
@@ -23,10 +28,14 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from tests.support.processes import free_port, require_binary, wait_until_http
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+
+ENGINES = ["noida", "osmem", *(["external"] if os.environ.get("ELASTICSEARCH_URL") else [])]
 
 
 def noida_binary() -> str:
@@ -108,6 +117,100 @@ def noida_server(directory: Path) -> Iterator[Noida]:
         yield server
     finally:
         server.stop()
+
+
+def osmem_binary() -> str:
+    """The server binary bundled in the installed `osmem_server` package (or the one
+    OSMEM_SERVER_BIN names), else an `osmem-server` on PATH; skips without either, except
+    under CI=true."""
+    if importlib.util.find_spec("osmem_server") is not None:
+        from osmem_server import OsmemError, resolve_binary  # type: ignore[import-untyped]
+
+        try:
+            binary = str(resolve_binary())
+        except OsmemError:
+            binary = ""
+        if binary and os.access(binary, os.X_OK):
+            return binary
+    return require_binary("osmem-server")
+
+
+class Osmem:
+    """An osmem-server process (OpenSearch API, in memory: a restart starts empty)."""
+
+    def __init__(self, binary: str, log_dir: Path, port: int | None = None) -> None:
+        self.binary = binary
+        self.port = port if port is not None else free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"osmem-{self.port}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        cmd = [
+            self.binary,
+            "--addr",
+            f"127.0.0.1:{self.port}",
+            "--no-stdin-watch",
+            "--parent-pid",  # exits with the test process, however that ends
+            str(os.getpid()),
+            "--no-ja",
+        ]
+        with open(self.log, "ab") as log:
+            self._process = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            wait_until_http(f"{self.url}/", READY_TIMEOUT_S, self._process)
+        except (RuntimeError, TimeoutError):
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            try:
+                process.wait(STOP_TIMEOUT_S)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+@contextmanager
+def osmem_server(directory: Path) -> Iterator[Osmem]:
+    directory.mkdir(parents=True, exist_ok=True)
+    server = Osmem(osmem_binary(), directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def engine_url(target: str, directory: Path) -> Iterator[str]:
+    """The URL of one of `ENGINES`, started in `directory` for as long as this is open."""
+    if target == "external":
+        url = os.environ.get("ELASTICSEARCH_URL")
+        if not url:
+            pytest.fail("ELASTICSEARCH_URL is not set")
+        yield url
+        return
+    server = noida_server if target == "noida" else osmem_server
+    with server(directory) as running:
+        yield running.url
+
+
+def refresh_and_count(url: str, index: str) -> int:
+    """Documents in `index` after an explicit refresh, by plain HTTP any engine accepts."""
+    for method, path in (("POST", "_refresh"), ("GET", "_count")):
+        request = urllib.request.Request(f"{url}/{index}/{path}", method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.load(response)
+    return int(body["count"])
 
 
 class FlakyProxy:

@@ -17,11 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from exporter import protocols
-from exporter.features import FeatureBatch, compute_features, compute_table_features
-from exporter.protocols.base import AdapterConfig, Exchange
+from exporter.analysis import protocols
+from exporter.analysis.protocols.base import (
+    AdapterConfig,
+    Exchange,
+)
+from exporter.features.compute import FeatureBatch, compute_features, compute_table_features
 from exporter.schema import Schema, parse_schema
-from stats_service.readers import DataReader
+from stats_service.baseline.readers import DataReader
 
 KEY = b"0123456789abcdef-test-key"
 

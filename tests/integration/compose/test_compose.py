@@ -2,8 +2,9 @@
 engine needed) and checked against what the rest of the repository expects of it: pinned
 images, healthchecks and start order, loopback-only ports, Prometheus and Grafana pointing
 at services that exist on the ports they listen on, real MLMON_* settings, a Dockerfile
-whose COPY sources reach the build. Two tests run the one-shot steps' commands for real
-on 127.0.0.1 (the demo model server and the baseline build; the Alertmanager render)."""
+whose COPY sources reach the build. Tests run the one-shot steps' commands for real on
+127.0.0.1 (the demo model server and the baseline build; the Alertmanager render; the
+rules render, whose runbook links must reach prometheus/README.md as Prometheus serves it)."""
 
 from __future__ import annotations
 
@@ -26,17 +27,27 @@ import yaml
 from packaging.requirements import Requirement
 
 from exporter import settings as exporter_settings
+from exporter.analysis.schemas import SchemaSet
 from exporter.config import ENV_PREFIX
 from exporter.schema import load_schema
-from exporter.schemas import SchemaSet
 from exporter.store import check_store
 from stats_service import settings as stats_settings
-from stats_service.baseline_io import load_baseline
-from stats_service.runner import prepare_models
+from stats_service.baseline.files import load_baseline
+from stats_service.service.runner import prepare_models
+from tests.integration.prometheus.runbooks import (
+    RULES_DIR,
+    RUNBOOKS,
+    assert_promtool_accepts,
+    github_anchors,
+    runbook_urls,
+    split_runbook_url,
+)
 from tests.support.processes import VENV_BIN, free_port, require_binary, running
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+# What the Alertmanager render step writes with the defaults (prometheus/README.md).
+ALERTMANAGER_EXAMPLE = ROOT / "prometheus" / "alertmanager.example.yml"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # An exact release: 1.2.3, v1.2.3, 1.2.3-alpine (not "latest", "1.27", "11").
@@ -51,7 +62,7 @@ START_ORDER = {
     "exporter": {"model-server": HEALTHY},
     "traffic": {"exporter": HEALTHY},
     "alertmanager": {"alertmanager-config": ONE_SHOT},
-    "prometheus": {"alertmanager": HEALTHY},
+    "prometheus": {"alertmanager": HEALTHY, "prometheus-rules": ONE_SHOT},
     "grafana": {"prometheus": HEALTHY, "elasticsearch": HEALTHY},
 }
 SETTINGS = {
@@ -69,12 +80,14 @@ def compose() -> str:
     return require_binary("docker-compose")
 
 
-@pytest.fixture(scope="module")
-def stack(compose: str) -> dict[str, Any]:
-    """The configuration as docker-compose resolves it (anchors, variables, paths)."""
+def resolve(compose: str, settings: Mapping[str, str]) -> dict[str, Any]:
+    """The configuration as docker-compose resolves it (anchors, variables, paths), with
+    `settings` as the only MLMON_* variables of the environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLMON_")}
     result = subprocess.run(
         [compose, "-f", str(COMPOSE_FILE), "config"],
         cwd=ROOT,
+        env={**env, **settings},
         capture_output=True,
         text=True,
         timeout=60,
@@ -84,6 +97,12 @@ def stack(compose: str) -> dict[str, Any]:
     resolved = yaml.safe_load(result.stdout)
     assert isinstance(resolved, dict)
     return resolved
+
+
+@pytest.fixture(scope="module")
+def stack(compose: str) -> dict[str, Any]:
+    """With the defaults: no MLMON_* variable set."""
+    return resolve(compose, {})
 
 
 @pytest.fixture(scope="module")
@@ -364,10 +383,14 @@ def test_prometheus_scrapes_and_alerts_services_that_exist(
         assert depends_on(prometheus).get(host) == HEALTHY
     # It must run while the sidecar or the stats service is down: that is what it alerts on.
     assert not {"exporter", "stats"} & depends_on(prometheus).keys()
+    # The rules are read from the volume the one-shot prometheus-rules renders them into
+    # (what it writes there: test_rules_render_step_links_every_alert_to_its_served_runbook).
     config_dir = PurePosixPath(config_path).parent
+    render = services["prometheus-rules"]
     for pattern in config["rule_files"]:
-        rules = list(host_path(prometheus, str(config_dir / pattern)).parent.glob("*.yml"))
-        assert rules, f"rule_files {pattern}: no file mounted"
+        mount = mount_of(prometheus, str(config_dir / pattern))
+        assert mount is not None and not mount.bind, f"rule_files {pattern}: not on a volume"
+        assert any(m.source == mount.source and not m.read_only for m in mounts(render))
 
 
 def test_grafana_datasources_and_dashboards_are_mounted_and_reachable(
@@ -650,14 +673,12 @@ def test_model_server_then_baseline_give_the_stats_service_its_baseline(
     assert set(prepare_models(settings)) == {"credit"}
 
 
-def test_alertmanager_config_render_step_gives_a_valid_config(
-    stack: dict[str, Any], tmp_path: Path
-) -> None:
-    services = stack["services"]
+def run_render_step(stack: dict[str, Any], name: str, tmp_path: Path) -> dict[str, Path]:
+    """The one-shot service's shell command, run here with envsubst; its named volumes as
+    directories under tmp_path."""
     require_binary("envsubst")
-    amtool = require_binary("amtool")
-    render = services["alertmanager-config"]
-    volumes = {name: tmp_path / name for name in stack["volumes"]}
+    render = stack["services"][name]
+    volumes = {volume: tmp_path / volume for volume in stack["volumes"]}
     for volume in volumes.values():
         volume.mkdir()
     (script,) = local_command(render, volumes)
@@ -670,6 +691,16 @@ def test_alertmanager_config_render_step_gives_a_valid_config(
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return volumes
+
+
+def test_alertmanager_config_render_step_gives_a_valid_config(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    services = stack["services"]
+    amtool = require_binary("amtool")
+    render = services["alertmanager-config"]
+    volumes = run_render_step(stack, "alertmanager-config", tmp_path)
     config_file = option(command(services["alertmanager"]), "--config.file") or ""
     shared = mount_of(services["alertmanager"], config_file)
     assert shared is not None and shared.source == "alertmanager-config"
@@ -684,3 +715,62 @@ def test_alertmanager_config_render_step_gives_a_valid_config(
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "${" not in rendered.read_text()
+    # With the defaults, the reference stack runs exactly the shipped example.
+    assert rendered.read_text() == ALERTMANAGER_EXAMPLE.read_text()
+
+
+def rendered_rules(stack: dict[str, Any], tmp_path: Path) -> Path:
+    """The prometheus-rules step run here: the directory Prometheus's rule_files read."""
+    volumes = run_render_step(stack, "prometheus-rules", tmp_path)
+    prometheus = stack["services"]["prometheus"]
+    config_path = option(command(prometheus), "--config.file") or ""
+    config = yaml.safe_load(host_path(prometheus, config_path).read_text())
+    (pattern,) = config["rule_files"]
+    loaded = PurePosixPath(config_path).parent / pattern
+    directory = Path(localized(str(loaded.parent), volumes, prometheus))
+    files = sorted(directory.glob(loaded.name))
+    assert [f.name for f in files] == [f.name for f in sorted(RULES_DIR.glob("*.yml"))]
+    return directory
+
+
+def served_file(services: dict[str, Service], url: str) -> Path:
+    """The repository file behind a URL on a published Prometheus port, under
+    /user/ (the files of its --web.user-assets directory)."""
+    parts = urlsplit(url)
+    [(name, port)] = [
+        (name, port)
+        for name, service in services.items()
+        for port in published_ports(service)
+        if port.host_ip == parts.hostname and port.published == str(parts.port)
+    ]
+    prometheus = services[name]
+    assert name == "prometheus" and port.target in listening_ports(prometheus), url
+    assets = option(command(prometheus), "--web.user-assets")
+    assert assets is not None, "Prometheus serves no user assets"
+    assert parts.path.startswith("/user/"), url
+    return host_path(prometheus, str(PurePosixPath(assets) / parts.path.removeprefix("/user/")))
+
+
+def test_rules_render_step_links_every_alert_to_its_served_runbook(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    """With the defaults, every runbook_url is a section of prometheus/README.md at the
+    address the stack's Prometheus serves it on."""
+    directory = rendered_rules(stack, tmp_path)
+    assert_promtool_accepts(directory)
+    for path in sorted(directory.glob("*.yml")):
+        assert "${" not in path.read_text(), path.name
+    urls = runbook_urls(directory)
+    assert sorted(urls) == sorted(runbook_urls(RULES_DIR))
+    anchors = github_anchors(RUNBOOKS.read_text())
+    for alert, url in urls.items():
+        document, anchor = split_runbook_url(url)
+        assert served_file(stack["services"], document).resolve() == RUNBOOKS, url
+        assert anchor == alert.lower() and anchor in anchors, url
+
+
+def test_rules_render_step_uses_the_runbook_base_url_given(compose: str, tmp_path: Path) -> None:
+    base = "https://wiki.example.org/ml/mlmon-runbooks"
+    stack = resolve(compose, {"MLMON_RUNBOOK_BASE_URL": base})
+    urls = runbook_urls(rendered_rules(stack, tmp_path))
+    assert urls == {alert: f"{base}#{alert.lower()}" for alert in runbook_urls(RULES_DIR)}

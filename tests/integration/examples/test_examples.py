@@ -30,9 +30,9 @@ from examples.credit_data import (
 from examples.drift import DriftSpec, apply_drift, intensity
 from examples.traffic import TrafficConfig, run_traffic
 from exporter.schema import load_schema, schema_hash
-from exporter.store.sqlite import SqliteLog
-from stats_service.baseline import load_baseline
-from stats_service.baseline_types import CategoricalFeatureBaseline, NumericFeatureBaseline
+from exporter.store.sqlite.log import SqliteLog
+from stats_service.baseline.build import load_baseline
+from stats_service.baseline.contents import CategoricalFeatureBaseline, NumericFeatureBaseline
 from tests.support.processes import VENV_BIN, free_port, running, sidecar
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.store.sqlite import SqliteLog
+from exporter.store.sqlite.log import SqliteLog
 from tests.support.processes import free_port, kill_tree, sidecar
 from tests.support.raw_upstream import RawRequest, RawUpstream
 from tests.support.scrape import scrape, value, wait_for

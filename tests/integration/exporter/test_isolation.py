@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.store.sqlite import SqliteLog
+from exporter.store.sqlite.log import SqliteLog
 from tests.support.processes import Sidecar, require_binary, sidecar
 from tests.support.raw_upstream import RawRequest, RawUpstream
 from tests.support.scrape import Samples, analysed, scrape, value, wait_for

@@ -96,8 +96,8 @@ def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path: Path) -> None:
         running.process.send_signal(signal.SIGTERM)
         client.join(10)
         assert results == [(200, V2_RESPONSE)]
-        # uvicorn re-raises the signal once shut down, so the status says "ended by SIGTERM"
-        assert running.process.wait(10) in (0, -signal.SIGTERM)
+        # uvicorn re-raises the signal once shut down: the status says "ended by SIGTERM"
+        assert running.process.wait(10) == 128 + signal.SIGTERM
         with pytest.raises(OSError):
             post(running.url, "/v2/models/iris/infer", V2_REQUEST)
 
@@ -219,3 +219,33 @@ def test_several_workers_aggregate_their_metrics(tmp_path: Path) -> None:
         assert value(samples, "mlmon_batch_size_count") == 40
         assert value(samples, "mlmon_predictions_total") == 80
         assert value(samples, "mlmon_in_flight_requests") == 0
+
+
+def test_request_counts_carry_the_version_the_responses_name(tmp_path: Path) -> None:
+    # The path names no version; MLServer-style responses do ("model_version": "7").
+    with ok(V2_RESPONSE) as upstream, sidecar(upstream.url, tmp_path) as running:
+        assert post(running.url, "/v2/models/iris/infer", V2_REQUEST)[0] == 200
+        wait_for(running.url, lambda s: value(s, "mlmon_model_info", model_version="7") == 1)
+        time.sleep(0.3)  # the version reaches the serving process with the analysis feedback
+        for _ in range(5):
+            assert post(running.url, "/v2/models/iris/infer", V2_REQUEST)[0] == 200
+        samples = scrape(running.url)
+    assert value(samples, "mlmon_requests_total", model="iris", model_version="7") == 5
+
+
+def test_a_sidecar_stopped_by_a_signal_leaves_no_metrics_folder(tmp_path: Path) -> None:
+    import tempfile
+
+    from exporter.cli import METRICS_ROOT
+
+    root = Path(tempfile.gettempdir()) / METRICS_ROOT
+    with ok(V2_RESPONSE) as upstream:
+        with sidecar(upstream.url, tmp_path) as first:
+            assert (root / str(first.process.pid)).is_dir()
+            first.process.kill()  # no atexit, no shutdown
+            first.process.wait(10)
+        assert (root / str(first.process.pid)).is_dir()
+        with sidecar(upstream.url, tmp_path) as second:
+            assert not (root / str(first.process.pid)).exists()
+            assert (root / str(second.process.pid)).is_dir()
+        assert not (root / str(second.process.pid)).exists()  # SIGTERM: cleaned too

@@ -1,4 +1,4 @@
-"""The client side of the sidecar's HTTP server: what `exporter.serving` owns.
+"""The client side of the sidecar's HTTP server: what `exporter.serving.protocol` owns.
 
 Raw sockets, because these are the framings `http.client` does not produce:
 pipelined requests, `Expect: 100-continue`, HTTP/1.0, a client that leaves

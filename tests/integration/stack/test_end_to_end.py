@@ -6,7 +6,11 @@ Stationary traffic raises no drift alert and every rule evaluates cleanly; drift
 on one feature reaches the webhook as MlmonFeatureDrift for that feature (the seconds
 from drift onset to the notification are printed: run with -s, or see the `user_properties`
 in a JUnit report); every dashboard panel's PromQL and every rule expression runs on that
-Prometheus, and the panels show data.
+Prometheus, and every panel shows data. The traffic posts ground truth, so the performance
+panels have labelled rows; the events regular traffic never produces (a payload parse
+error, a missing value, a non-finite prediction, an upstream error) are caused while the
+panels are checked (tests/support/incidents.py), and their panels must show them: a value
+above 0, not only a series at 0.
 
 Settings that make a test of minutes out of a pipeline of hours: scrape and rule
 evaluation every second, the stats service evaluating a 30 s window every second, every
@@ -41,7 +45,8 @@ from examples.stack import (
 )
 from examples.stack_config import rule_expressions
 from examples.traffic import TrafficConfig
-from grafana.generate import panel_queries
+from grafana.generate import PanelQuery, panel_queries
+from tests.support.incidents import INCIDENTS, Incidents
 from tests.support.processes import require_binary
 
 pytestmark = pytest.mark.slow
@@ -57,6 +62,15 @@ WINDOW_READY_TIMEOUT_S = 90.0
 ALERT_TIMEOUT_S = 120.0
 PANELS_TIMEOUT_S = 30.0
 DRIFT_CATEGORY = "drift"
+# Panels of events regular traffic does not produce -> the incident (INCIDENTS) that
+# causes it. Grafana draws the others from the traffic alone.
+EVENT_PANELS = {
+    ("mlmon-service-health", "Upstream errors by reason"): "upstream_error",
+    ("mlmon-predictions", "Non-finite predictions"): "non_finite",
+    ("mlmon-data-quality", "Payload parse errors"): "parse_error",
+    ("mlmon-data-quality", "Feature issues (share of rows)"): "missing_value",
+    ("mlmon-data-quality", "Feature issues rate"): "missing_value",
+}
 
 
 @dataclass
@@ -84,14 +98,27 @@ def query(stack: Stack, expr: str) -> dict[str, Any]:
     return document
 
 
-def has_data(answer: dict[str, Any]) -> bool:
-    """At least one finite value: NaN (e.g. a quantile of no requests) draws nothing."""
+def values(answer: dict[str, Any]) -> list[float]:
+    """The finite values of an instant query's answer: NaN (e.g. a quantile of no
+    requests) draws nothing."""
     data = answer.get("data") or {}
     result = data.get("result") or []
     if data.get("resultType") == "scalar":
         result = [{"value": result}] if result else []
-    samples = [item["value"] for item in result if "value" in item]
-    return any(math.isfinite(float(value)) for _, value in samples)
+    found = [float(item["value"][1]) for item in result if "value" in item]
+    return [value for value in found if math.isfinite(value)]
+
+
+def has_data(answer: dict[str, Any]) -> bool:
+    return bool(values(answer))
+
+
+def shows(stack: Stack, panel: PanelQuery) -> bool:
+    """The panel draws something; an event panel, the event (a value above 0)."""
+    found = values(query(stack, panel.expr))
+    if (panel.dashboard, panel.panel) in EVENT_PANELS:
+        return any(value > 0 for value in found)
+    return bool(found)
 
 
 def window_evaluated(stack: Stack) -> bool:
@@ -238,19 +265,33 @@ def test_every_dashboard_and_rule_query_runs_and_every_panel_shows_data(run: Run
             rejected[f"{panel.dashboard} / {panel.panel}: {panel.expr}"] = answer.get("error")
     assert rejected == {}
 
-    # Data can lag a scrape or an evaluation behind: retry the empty ones for a while.
-    empty = [panel for panel in panels if not panel.may_be_empty]
-    deadline = time.monotonic() + PANELS_TIMEOUT_S
-    while empty and time.monotonic() < deadline:
-        empty = [panel for panel in empty if not has_data(query(stack, panel.expr))]
-        if empty:
-            time.sleep(1.0)
-    allowed = [p for p in panels if p.may_be_empty]
-    quiet = sorted(
-        {f"{p.dashboard} / {p.panel}" for p in allowed if not has_data(query(stack, p.expr))}
-    )
+    titles = {(panel.dashboard, panel.panel) for panel in panels}
+    assert sorted(set(EVENT_PANELS) - titles) == [], "EVENT_PANELS names panels that are gone"
+    assert set(EVENT_PANELS.values()) <= set(INCIDENTS)
+
+    # Data can lag a scrape or an evaluation behind, and a rate needs two scrapes of
+    # an event: retry the empty ones for a while, the incidents going on meanwhile.
+    with Incidents(stack.urls.sidecar) as incidents:
+        empty = panels
+        deadline = time.monotonic() + PANELS_TIMEOUT_S
+        while empty and time.monotonic() < deadline:
+            empty = [panel for panel in empty if not shows(stack, panel)]
+            if empty:
+                time.sleep(1.0)
+    sent = incidents.sent
+    quiet = sorted({f"{panel.dashboard} / {panel.panel}" for panel in empty})
     print(
-        f"\n{len(panels)} panel queries ({len(allowed)} allowed empty, of which without data "
-        f"now: {'; '.join(quiet) or 'none'}), {len(rule_expressions())} rule expressions"
+        f"\n{len(titles)} panels ({len(EVENT_PANELS)} of them showing caused events, "
+        f"{sum(sum(c.values()) for c in sent.answers.values())} incident requests), "
+        f"{len(panels)} panel queries, {len(rule_expressions())} rule expressions; "
+        f"without data: {'; '.join(quiet) or 'none'}"
     )
-    assert [f"{p.dashboard} / {p.panel}: {p.expr}" for p in empty] == []
+    expected = {name: incident.status for name, incident in INCIDENTS.items()}
+    assert sent.unexpected() == {}, f"the sidecar should have answered {expected}"
+    assert [without_data(panel) for panel in empty] == []
+
+
+def without_data(panel: PanelQuery) -> str:
+    incident = EVENT_PANELS.get((panel.dashboard, panel.panel))
+    cause = f" (no value above 0 while sending {incident!r} incidents)" if incident else ""
+    return f"{panel.dashboard} / {panel.panel}: {panel.expr}{cause}"

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.metrics import OTHER, LabelCap, Tally, make_metrics
+from exporter.metrics import make_metrics
+from exporter.tally import OTHER, LabelCap, Tally
 
 
 def test_label_cap_lets_the_first_values_through_then_folds_the_rest() -> None:

@@ -3,8 +3,6 @@ and PromQL that only names metrics and labels the sidecar and the stats service 
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import fnmatch
 import os
 import re
@@ -21,9 +19,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from exporter.metrics import make_metrics
-from exporter.store.base import StoreColumns
-from exporter.store.elasticsearch_config import ElasticsearchConfig, index_name
-from exporter.store.elasticsearch_mapping import mappings
+from exporter.records import StoreColumns
+from exporter.store.elasticsearch.config import ElasticsearchConfig, index_name
+from exporter.store.elasticsearch.mapping import mappings
 from grafana.generate import (
     DASHBOARDS_DIR,
     ELASTICSEARCH_UID,
@@ -37,11 +35,11 @@ from grafana.generate import (
     rendered,
     substitute,
 )
+from stats_service.service import collector
 from tests.support.processes import require_binary
 
 ROOT = Path(__file__).resolve().parents[3]
 GRAFANA = ROOT / "grafana"
-COLLECTOR = ROOT / "stats_service" / "collector.py"
 SCRAPE_LABELS = frozenset({"job", "instance"})  # added by Prometheus to every series
 BUILTINS = frozenset({"__rate_interval", "__interval", "__range"})
 
@@ -62,63 +60,19 @@ def sidecar_series() -> dict[str, frozenset[str]]:
     }
 
 
-def _literal(node: ast.expr, constants: Mapping[str, list[str]]) -> list[str]:
-    """A label list written as a literal, a module constant or a splat of constants."""
-    if isinstance(node, ast.List | ast.Tuple):
-        out: list[str] = []
-        for element in node.elts:
-            if isinstance(element, ast.Starred):
-                out.extend(_literal(element.value, constants))
-            elif isinstance(element, ast.Constant) and isinstance(element.value, str):
-                out.append(element.value)
-            else:
-                raise ValueError(ast.unparse(element))
-        return out
-    if isinstance(node, ast.Name) and node.id in constants:
-        return constants[node.id]
-    raise ValueError(ast.unparse(node))
-
-
 def stats_series() -> dict[str, frozenset[str]]:
-    """Series name -> label names of the stats service, read from collector.py's source.
-
-    The collector cannot be scraped without a whole evaluation (baseline, window store),
-    and it is written as literal names: `out.add("mlmon_x", doc, labels, values, value)`
-    for gauges and `CounterMetricFamily("mlmon_y", ...)` for counters (exposed as _total).
-    """
-    tree = ast.parse(COLLECTOR.read_text(encoding="utf-8"))
-    constants: dict[str, list[str]] = {}
-    for statement in tree.body:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
-            target = statement.targets[0]
-            if isinstance(target, ast.Name):
-                with contextlib.suppress(ValueError):  # not a label list
-                    constants[target.id] = _literal(statement.value, constants)
-    series: dict[str, frozenset[str]] = {}
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and node.args):
-            continue
-        first = node.args[0]
-        if not (isinstance(first, ast.Constant) and str(first.value).startswith("mlmon_")):
-            continue
-        name, func = str(first.value), node.func
-        keywords = {k.arg: k.value for k in node.keywords}
-        if isinstance(func, ast.Attribute) and func.attr == "add":
-            labels = node.args[2] if len(node.args) > 2 else keywords["labels"]
-            series[name] = frozenset(_literal(labels, constants))
-        elif isinstance(func, ast.Name) and func.id.endswith("MetricFamily"):
-            named = keywords.get("labels")
-            found = frozenset(_literal(named, constants)) if named is not None else frozenset()
-            series[name + "_total" if func.id == "CounterMetricFamily" else name] = found
+    """Series name -> label names of the stats service, from the collector's declarations
+    (it cannot be scraped without a whole evaluation: a baseline and a window store)."""
+    series = {family.name: frozenset(family.labels) for family in collector.FAMILIES}
+    series.update({f"{name}_total": frozenset() for name in collector.COUNTERS})
     return series
 
 
 @pytest.fixture(scope="module")
 def known() -> dict[str, frozenset[str]]:
     stats = stats_series()
-    # Guards the parsing above: the documented stats gauges must have been found.
     for name in ("mlmon_feature_drift_score", "mlmon_window_samples", "mlmon_model_performance"):
-        assert name in stats, f"{name} not found in {COLLECTOR}: update stats_series()"
+        assert name in stats, f"{name} is not declared in stats_service.service.collector"
     return {**sidecar_series(), **stats}
 
 

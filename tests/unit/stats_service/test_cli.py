@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from exporter.schema import PredictionSpec, load_schema
-from stats_service.baseline import BuildProgress, load_baseline
+from stats_service.baseline.build import BuildProgress, load_baseline
+from stats_service.baseline.progress import ProgressBar, render
 from stats_service.cli import main
-from stats_service.progress import ProgressBar, render
 
 CSV = "age,income,city,member,comment\n" + "".join(
     f"{20 + i % 50},{1000.5 + i},{['paris', 'lyon'][i % 2]},{'true' if i % 3 else 'false'},"

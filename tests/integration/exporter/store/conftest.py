@@ -1,32 +1,27 @@
-"""Elasticsearch targets: a noida-db started for the session, and the real cluster at
-ELASTICSEARCH_URL when that is set (every test then runs against both)."""
+"""Elasticsearch targets: a noida-db (Elasticsearch API) and an osmem-server (OpenSearch
+API) started for the session, and the real cluster at ELASTICSEARCH_URL when that is set
+(every test then runs against each)."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from elasticsearch import Elasticsearch
 
-from exporter.store.elasticsearch import ElasticsearchLog
-from exporter.store.elasticsearch_config import config_from_url, make_client
-from exporter.store.elasticsearch_read import ElasticsearchReader
-from tests.support.elasticsearch import noida_server
-
-TARGETS = ["noida", *(["external"] if os.environ.get("ELASTICSEARCH_URL") else [])]
+from exporter.store.elasticsearch.config import config_from_url, make_client
+from exporter.store.elasticsearch.log import ElasticsearchLog
+from exporter.store.elasticsearch.read import ElasticsearchReader
+from tests.support.elasticsearch import ENGINES, engine_url
 
 
-@pytest.fixture(scope="session", params=TARGETS)
+@pytest.fixture(scope="session", params=ENGINES)
 def es_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    if request.param == "external":
-        yield os.environ["ELASTICSEARCH_URL"]
-        return
-    with noida_server(tmp_path_factory.mktemp("noida")) as server:
-        yield server.url
+    with engine_url(request.param, tmp_path_factory.mktemp(request.param)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
-from exporter.store.base import LogRecord, PredictionValue, StoreColumns
+from exporter.records import LogRecord, PredictionValue, StoreColumns
 
 NOW = time.time()
 IRIS = StoreColumns(model="iris", numeric=("sepal_length", "petal_width"), categorical=("color",))

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 
-from exporter.store.base import GroundTruth, StoreUnavailable
-from exporter.store.elasticsearch import ElasticsearchLog
+from exporter.records import GroundTruth
+from exporter.store.base import StoreRefused, StoreUnavailable
+from exporter.store.elasticsearch.log import ElasticsearchLog
 from tests.integration.exporter.store.records import IRIS, NOW, count, record, source
 from tests.support.elasticsearch import FlakyProxy, noida_server
 
@@ -74,7 +75,7 @@ def test_a_request_refused_for_good_is_not_retried(es_url: str, prefix: str) -> 
     with FlakyProxy(es_url, failures=100, status=403) as proxy:
         log = ElasticsearchLog.from_url(proxy.url, index_prefix=prefix)
         log.prepare(IRIS)
-        with pytest.raises(StoreUnavailable, match="403"):
+        with pytest.raises(StoreRefused, match="refused with 403 es_rejected_execution"):
             log.write([record(1)])
         log.close()
     assert proxy.bulk_requests == 1

@@ -11,16 +11,11 @@ import pytest
 from elasticsearch import Elasticsearch
 from scipy import stats
 
-from exporter.store.base import FeatureValue, LabelValue, LogRecord, PredictionValue, StoreColumns
-from exporter.store.elasticsearch import ElasticsearchLog, sample_key
-from exporter.store.elasticsearch_read import (
-    Bins,
-    CategoryCounts,
-    ElasticsearchReader,
-    NumericCounts,
-    Terms,
-    WindowStart,
-)
+from exporter.records import FeatureValue, LabelValue, LogRecord, PredictionValue, StoreColumns
+from exporter.store.elasticsearch.aggregations import Bins, CategoryCounts, NumericCounts, Terms
+from exporter.store.elasticsearch.locate import WindowStart
+from exporter.store.elasticsearch.log import ElasticsearchLog, sample_key
+from exporter.store.elasticsearch.read import ElasticsearchReader
 
 START = float(int(time.time()) - 3600)
 END = START + 1000.0

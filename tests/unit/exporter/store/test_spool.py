@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from exporter.store.base import LogRecord, PredictionValue
+from exporter.records import LogRecord, PredictionValue
 from exporter.store.spool import Spool, claim_directory
 
 

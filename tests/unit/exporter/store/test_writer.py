@@ -7,7 +7,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from exporter.metrics import make_metrics
-from exporter.store.base import GroundTruth, LogRecord, StoreColumns, StoreUnavailable
+from exporter.records import GroundTruth, LogRecord, StoreColumns
+from exporter.store.base import StoreUnavailable
 from exporter.store.spool import Spool
 from exporter.store.writer import LogWriter, WriterMetrics
 from tests.unit.exporter.store.test_spool import record

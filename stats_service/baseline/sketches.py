@@ -1,0 +1,154 @@
+"""Bounded, deterministic accumulators fed chunk by chunk while a baseline is built.
+
+Results do not depend on how the data is cut into chunks: reservoirs draw one uniform
+double per item from a generator seeded by their name, counters add up. Moments merge
+per chunk (Chan et al.), so mean and std may differ in the last bits between chunk sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from exporter.features.table import FloatArray
+
+IndexArray = npt.NDArray[np.intp]
+
+
+def _seed(name: str) -> int:
+    """A seed of its own per reservoir, independent of feature order and chunking."""
+    return int.from_bytes(hashlib.sha256(f"mlmon-reservoir:{name}".encode()).digest()[:8])
+
+
+class ReservoirSlots:
+    """Algorithm R over a stream: which items of each chunk go to which slot.
+
+    The owner keeps the items; this class only decides, so one policy serves numbers,
+    strings and whole rows. Item t (0-based) enters while t < capacity, later with
+    probability capacity / (t + 1) into slot floor(u * (t + 1)).
+    """
+
+    def __init__(self, capacity: int, name: str) -> None:
+        self.capacity = capacity
+        self.seen = 0
+        self._rng = np.random.default_rng(_seed(name))
+
+    def place(self, count: int) -> tuple[IndexArray, IndexArray]:
+        """(positions in the chunk, slots) for a chunk of `count` items, in stream order."""
+        start = self.seen
+        self.seen += count
+        direct = max(0, min(count, self.capacity - start))
+        positions = np.arange(direct)
+        slots = np.arange(start, start + direct)
+        if direct == count:
+            return positions, slots
+        t = np.arange(start + direct, start + count)
+        drawn = np.floor(self._rng.random(len(t)) * (t + 1)).astype(np.intp)
+        kept = drawn < self.capacity
+        positions = np.concatenate((positions, np.flatnonzero(kept) + direct))
+        slots = np.concatenate((slots, drawn[kept]))
+        # A later item replacing an earlier one in the same slot must win, as in the
+        # sequential algorithm: keep the last occurrence of each slot.
+        order = np.arange(len(slots))
+        last = np.full(self.capacity, -1)
+        np.maximum.at(last, slots, order)
+        latest = last[slots] == order
+        return positions[latest], slots[latest]
+
+
+class NumberReservoir:
+    def __init__(self, capacity: int, name: str) -> None:
+        self.name = name
+        self._slots = ReservoirSlots(capacity, name)
+        self._values = np.empty(capacity)
+
+    def add(self, values: FloatArray) -> None:
+        positions, slots = self._slots.place(len(values))
+        self._values[slots] = values[positions]
+
+    def values(self) -> FloatArray:
+        return self._values[: min(self._slots.seen, self._slots.capacity)].copy()
+
+    def subsample(self, size: int) -> FloatArray:
+        """A uniform, deterministic sample of `size` of the reservoir's values, which is
+        a uniform sample of the stream (a uniform subset of a uniform sample)."""
+        values = self.values()
+        if size >= len(values):
+            return values
+        rng = np.random.default_rng(_seed(f"{self.name}:subsample"))
+        return values[np.sort(rng.choice(len(values), size=size, replace=False))]
+
+
+class TextReservoir:
+    def __init__(self, capacity: int, name: str) -> None:
+        self._slots = ReservoirSlots(capacity, name)
+        self._values: list[str] = [""] * capacity
+
+    def add(self, values: Sequence[str]) -> None:
+        positions, slots = self._slots.place(len(values))
+        for position, slot in zip(positions.tolist(), slots.tolist(), strict=True):
+            self._values[slot] = values[position]
+
+    def values(self) -> list[str]:
+        return self._values[: min(self._slots.seen, self._slots.capacity)]
+
+
+@dataclass
+class Moments:
+    """Count, mean, sum of squared deviations, min and max of finite values (float64)."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    minimum: float = math.inf
+    maximum: float = -math.inf
+
+    def add(self, values: FloatArray) -> None:
+        n = len(values)
+        if n == 0:
+            return
+        chunk_mean = float(values.mean())
+        chunk_m2 = float(((values - chunk_mean) ** 2).sum())
+        total = self.count + n
+        delta = chunk_mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += chunk_m2 + delta * delta * self.count * n / total
+        self.count = total
+        self.minimum = min(self.minimum, float(values.min()))
+        self.maximum = max(self.maximum, float(values.max()))
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation (ddof=0)."""
+        return math.sqrt(self.m2 / self.count) if self.count else math.nan
+
+
+class CategoryCounter:
+    """Counts per category, tracking at most `max_tracked` distinct values: once full,
+    values not yet tracked are counted as `__other__`."""
+
+    def __init__(self, max_tracked: int) -> None:
+        self.max_tracked = max_tracked
+        self.counts: dict[str, int] = {}
+        self.other = 0
+
+    def add(self, values: Sequence[str]) -> None:
+        for value, count in Counter(values).items():
+            if value in self.counts:
+                self.counts[value] += count
+            elif len(self.counts) < self.max_tracked:
+                self.counts[value] = count
+            else:
+                self.other += count
+
+    def top(self, limit: int) -> tuple[list[tuple[str, int]], int]:
+        """The `limit` most frequent categories (ties by text) and the count of the rest."""
+        ranked = sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))
+        rest = sum(count for _, count in ranked[limit:])
+        return ranked[:limit], rest + self.other
