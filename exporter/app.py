@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from exporter.serving.capture import CaptureChannel
 from exporter.serving.control import control_app
 from exporter.serving.proxy import Proxy
 from exporter.settings import Settings
-from exporter.store import check_store
+from exporter.store import check_store, probe_store
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -78,6 +79,12 @@ def create_app(settings: Settings) -> Sidecar:
         )
     schemas = SchemaSet.from_settings(settings)  # bad schema files stop start-up here
     check_store(settings)
+    # A store that refuses writes is the operator's to fix: said at start-up and by
+    # /readyz, yet the sidecar serves (its records wait in the spool).
+    refusal = probe_store(settings)
+    if refusal is not None:
+        print(f"mlmon-exporter: error: the input log refuses writes; records will be "
+              f"spooled until it accepts them: {refusal}", file=sys.stderr, flush=True)  # fmt: skip
     registry = CollectorRegistry()
     metrics = make_metrics(registry)
     versions: dict[str, str] = {}
@@ -89,7 +96,7 @@ def create_app(settings: Settings) -> Sidecar:
         metrics=metrics,
         channel=channel,
         proxy=proxy,
-        control=WSGIMiddleware(control_app(settings, channel, proxy, schemas), workers=4),  # type: ignore[arg-type]
+        control=WSGIMiddleware(control_app(settings, channel, proxy, schemas, refusal), workers=4),  # type: ignore[arg-type]
     )
 
 

@@ -31,9 +31,13 @@ _COLLECT_ATTEMPTS = 5
 
 
 def control_app(
-    settings: Settings, channel: CaptureChannel, proxy: Proxy, schemas: SchemaSet
+    settings: Settings,
+    channel: CaptureChannel,
+    proxy: Proxy,
+    schemas: SchemaSet,
+    store_refusal: str | None = None,
 ) -> Flask:
-    endpoints = _Endpoints(settings, channel, proxy, schemas)
+    endpoints = _Endpoints(settings, channel, proxy, schemas, store_refusal)
     app = Flask("mlmon-exporter")
     app.add_url_rule("/schema", view_func=endpoints.schema, methods=["GET"])
     app.add_url_rule("/metrics", view_func=endpoints.metrics, methods=["GET"])
@@ -45,9 +49,18 @@ def control_app(
 
 class _Endpoints:
     def __init__(
-        self, settings: Settings, channel: CaptureChannel, proxy: Proxy, schemas: SchemaSet
+        self,
+        settings: Settings,
+        channel: CaptureChannel,
+        proxy: Proxy,
+        schemas: SchemaSet,
+        store_refusal: str | None,
     ) -> None:
         self._settings = settings
+        # Readiness is the model server's: a refusing store must not take the sidecar out
+        # of a load balancer (inference would stop for a monitoring fault), so /readyz
+        # names it in its body instead.
+        self._input_log = "ok" if store_refusal is None else f"refuses writes: {store_refusal}"
         self._channel = channel
         self._proxy = proxy
         self._schemas = schemas
@@ -105,8 +118,8 @@ class _Endpoints:
             socket.create_connection(address, timeout=s.connect_timeout_s).close()
         except OSError as exc:
             failure = {"status": "upstream unreachable", "upstream": s.upstream, "error": str(exc)}
-            return _json(503, failure)
-        return _json(200, {"status": "ready", "upstream": s.upstream})
+            return _json(503, {**failure, "input_log": self._input_log})
+        return _json(200, {"status": "ready", "upstream": s.upstream, "input_log": self._input_log})
 
 
 def _collect(encoder: Callable[[CollectorRegistry], bytes]) -> bytes:

@@ -6,7 +6,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Protocol
 
 from exporter.errors import SettingsError
-from exporter.store.base import InputLog
+from exporter.store.base import InputLog, StoreRefused, StoreUnavailable
 from exporter.store.settings import ElasticsearchSettings
 
 if TYPE_CHECKING:
@@ -33,6 +33,25 @@ def open_store(settings: StoreOptions) -> InputLog:
     from exporter.store.elasticsearch.log import ElasticsearchLog
 
     return ElasticsearchLog(_elasticsearch_config(settings))
+
+
+def probe_store(settings: StoreOptions) -> str | None:
+    """At start-up, why the store refuses writes (wrong credentials or flavor), or None:
+    it accepts them, or is not reachable yet (it may come up later; the spool waits)."""
+    if settings.store.startswith("sqlite:"):
+        return None
+    from exporter.store.elasticsearch.log import ElasticsearchLog
+
+    log = ElasticsearchLog(_elasticsearch_config(settings))
+    try:
+        log.probe()
+    except StoreRefused as exc:
+        return str(exc)
+    except StoreUnavailable:
+        return None
+    finally:
+        log.close()
+    return None
 
 
 def check_store(settings: StoreOptions) -> None:

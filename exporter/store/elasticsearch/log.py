@@ -178,6 +178,18 @@ class ElasticsearchLog:
         deleted = response.body.get("deleted")
         return int(deleted) if deleted is not None else None
 
+    def probe(self) -> None:
+        """One harmless request with a body, as writes send them: StoreRefused when the
+        cluster refuses them (credentials, flavor), StoreUnavailable when it is away."""
+        with unavailable("probing with a search", refusals=True):
+            self._client.search(
+                index=f"{self.config.index_prefix}-*",
+                query={"match_all": {}},
+                size=0,
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            )
+
     def close(self) -> None:
         self._client.close()
 
