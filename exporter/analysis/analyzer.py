@@ -106,10 +106,7 @@ class Analyzer:
         """An exchange whose analysis failed on a bug of ours: counted apart from bad
         payloads, with the traceback on stderr; its records are lost."""
         self._metrics.analysis_errors.labels(item.protocol).inc()
-        print(f"mlmon-exporter: internal error while {doing} {item.protocol} request "
-              f"{item.request_id}:", file=sys.stderr)  # fmt: skip
-        traceback.print_exc(limit=20, file=sys.stderr)
-        sys.stderr.flush()
+        report_internal_error(f"{doing} {item.protocol} request {item.request_id}")
 
     def _with_usable_names(
         self, item: CapturedExchange, model: str, parsed: ParsedExchange
@@ -231,3 +228,10 @@ class _ModelSeries:
 
 def _decode_headers(headers: Headers) -> dict[str, str]:
     return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in headers}
+
+
+def report_internal_error(doing: str) -> None:
+    """A bug of ours, with its traceback on stderr (called from an `except` block)."""
+    print(f"mlmon-exporter: internal error while {doing}:", file=sys.stderr)
+    traceback.print_exc(limit=20, file=sys.stderr)
+    sys.stderr.flush()

@@ -12,16 +12,14 @@ import contextlib
 import os
 import select
 import signal
-import sys
 import time
-import traceback
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry
 
-from exporter.analysis.analyzer import Analyzer
+from exporter.analysis.analyzer import Analyzer, report_internal_error
 from exporter.analysis.frames import CapturedExchange, FrameReader, encode_frame
 from exporter.analysis.records import RecordPolicy, build_records, store_columns
 from exporter.analysis.schemas import FeatureStage, SchemaSet, schemaless_hash_key
@@ -153,12 +151,6 @@ class _Pipeline:
         return build_records(batch, self.schemas, self.analyzer.versions, self.policy)
 
 
-def _report_internal_error(doing: str) -> None:
-    print(f"mlmon-exporter: internal error while {doing}:", file=sys.stderr)
-    traceback.print_exc(limit=20, file=sys.stderr)
-    sys.stderr.flush()
-
-
 class Feedback:
     """Tells the serving process what it shows: model versions, inferred schemas."""
 
@@ -171,7 +163,7 @@ class Feedback:
         try:
             self._send(analyzer)
         except Exception:  # what the serving side shows can wait; the analysis goes on
-            _report_internal_error("sending model versions and schemas")
+            report_internal_error("sending model versions and schemas")
 
     def _send(self, analyzer: Analyzer) -> None:
         messages: list[tuple[str, str, str]] = [

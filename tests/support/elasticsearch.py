@@ -49,7 +49,40 @@ def noida_binary() -> str:
     return require_binary("noida-db")
 
 
-class Noida:
+class _EngineProcess:
+    """A test engine's process in a session of its own: `stop` signals the whole group
+    (wrappers included), SIGTERM then SIGKILL."""
+
+    url: str
+    log: Path
+    _process: subprocess.Popen[bytes] | None
+
+    def _launch(self, cmd: list[str]) -> None:
+        with open(self.log, "ab") as log:
+            self._process = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            wait_until_http(f"{self.url}/", READY_TIMEOUT_S, self._process)
+        except (RuntimeError, TimeoutError):
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            try:
+                process.wait(STOP_TIMEOUT_S)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+class Noida(_EngineProcess):
     """A noida-db process serving only Elasticsearch; `stop` and `start` keep the port and
     data directory, as a restarted cluster would."""
 
@@ -74,38 +107,12 @@ class Noida:
             "--data-dir",
             str(self.data_dir),
         ]
-        with open(self.log, "ab") as log:
-            # A session of its own: stopping signals the whole group, wrappers included.
-            self._process = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        try:
-            wait_until_http(f"{self.url}/", READY_TIMEOUT_S, self._process)
-        except (RuntimeError, TimeoutError):
-            self.stop()
-            raise
+        self._launch(cmd)
 
     def count(self, index: str) -> int:
         """Documents in `index` (a name or pattern) after a refresh: for tests and benchmarks,
         the backend itself never refreshes."""
-        for method, path in (("POST", "_refresh"), ("GET", "_count")):
-            request = urllib.request.Request(f"{self.url}/{index}/{path}", method=method)
-            with urllib.request.urlopen(request, timeout=10) as response:
-                body = json.load(response)
-        return int(body["count"])
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            try:
-                process.wait(STOP_TIMEOUT_S)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        return refresh_and_count(self.url, index)
 
 
 @contextmanager
@@ -135,7 +142,7 @@ def osmem_binary() -> str:
     return require_binary("osmem-server")
 
 
-class Osmem:
+class Osmem(_EngineProcess):
     """An osmem-server process (OpenSearch API, in memory: a restart starts empty)."""
 
     def __init__(self, binary: str, log_dir: Path, port: int | None = None) -> None:
@@ -155,28 +162,7 @@ class Osmem:
             str(os.getpid()),
             "--no-ja",
         ]
-        with open(self.log, "ab") as log:
-            self._process = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        try:
-            wait_until_http(f"{self.url}/", READY_TIMEOUT_S, self._process)
-        except (RuntimeError, TimeoutError):
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            try:
-                process.wait(STOP_TIMEOUT_S)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        self._launch(cmd)
 
 
 @contextmanager
