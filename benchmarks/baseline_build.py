@@ -3,10 +3,14 @@
     .venv/bin/python benchmarks/baseline_build.py --rows 1000000
     .venv/bin/python benchmarks/baseline_build.py --data train.csv --schema schema.yaml
 
-The CSV has 20 features: 9 decimals (2-6 places), 6 integers, 5 categoricals, 2% blank
-cells in 8 of them. `--float-format repr` writes full 17-digit floats instead, which
-leave the vectorised decoder for Python's float() (see stats_service/baseline/csv_fast.py).
-The build runs in a fresh child process so its peak RSS is the build's alone: VmHWM
+The CSV has 20 features: 9 decimals, 6 integers, 5 categoricals, 2% blank cells in 8 of
+them. Decimals are written as `pandas.DataFrame.to_csv` writes floats by default, repr()
+(up to 17 significant digits); `--float-format fixed` writes 2-6 places instead.
+The same build runs twice in the same run: with this tree's code, and with the code of
+`--anchor` (a git revision, default the commit before the pyarrow reader; extracted with
+`git archive` into a temporary directory), so the figures compare like with like on a
+machine whose load changes; `--no-anchor` skips it.
+Each build runs in a fresh child process so its peak RSS is the build's alone: VmHWM
 from /proc/self/status on Linux (ru_maxrss would also count the parent's memory, which
 Linux carries over a fork and exec), ru_maxrss elsewhere. The interpreter and the
 imports account for the first ~40 MB.
@@ -34,6 +38,8 @@ from benchmarks.measure import peak_rss_kib  # noqa: E402
 N_DECIMAL, N_INTEGER, N_CATEGORICAL = 9, 6, 5
 CATEGORIES = [[f"c{k}_{v}" for v in range(4 + 4 * k)] for k in range(N_CATEGORICAL)]
 BLOCK_ROWS = 100_000
+# The commit before the pyarrow CSV reader: the previous implementation, as the anchor.
+ANCHOR = "eb3602d"
 
 
 def schema_document() -> dict[str, Any]:
@@ -73,8 +79,11 @@ def generate(path: Path, rows: int, float_format: str, seed: int = 7) -> None:
             out.write("\n".join(map(",".join, zip(*columns, strict=True))) + "\n")
 
 
-def child(data: Path, schema_path: Path, chunk_rows: int) -> None:
-    """Runs in a fresh process: prints one JSON line with the build's figures."""
+def child(data: Path, schema_path: Path, chunk_rows: int, code: Path | None) -> None:
+    """Runs in a fresh process: prints one JSON line with the build's figures. `code`: a
+    tree whose exporter and stats_service packages are imported instead of this one's."""
+    if code is not None:
+        sys.path.insert(0, str(code))
     from exporter.schema import load_schema
     from stats_service.baseline.build import build_baseline
 
@@ -101,12 +110,15 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--data", type=Path, help="reuse this CSV instead of generating one")
     parser.add_argument("--schema", type=Path, help="schema for --data (default: generated)")
-    parser.add_argument("--float-format", choices=("fixed", "repr"), default="fixed")
+    parser.add_argument("--float-format", choices=("fixed", "repr"), default="repr")
     parser.add_argument("--chunk-rows", type=int, default=50_000)
+    parser.add_argument("--anchor", default=ANCHOR, help="git revision to compare with")
+    parser.add_argument("--no-anchor", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.data, args.schema, args.chunk_rows)
+        child(args.data, args.schema, args.chunk_rows, args.code)
         return 0
     with tempfile.TemporaryDirectory(prefix="mlmon-bench-") as tmp:
         schema_path = args.schema or Path(tmp) / "schema.yaml"
@@ -119,16 +131,45 @@ def main() -> int:
             generate(data, args.rows, args.float_format)
         command = [sys.executable, __file__, "--child", "--data", str(data)]
         command += ["--schema", str(schema_path), "--chunk-rows", str(args.chunk_rows)]
-        result = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
-        figures = json.loads(result.stdout.strip().splitlines()[-1])
+        builds = {"this tree": command}
+        if not args.no_anchor:
+            anchor = Path(tmp) / "anchor"
+            extract(args.anchor, anchor)
+            builds[f"anchor {args.anchor}"] = [*command, "--code", str(anchor)]
+        figures = {
+            name: json.loads(
+                subprocess.run(
+                    build, check=True, capture_output=True, text=True, cwd=ROOT
+                ).stdout.splitlines()[-1]
+            )
+            for name, build in builds.items()
+        }
         size_mb = data.stat().st_size / 1e6
-    rows, seconds = figures["rows"], figures["seconds"]
+    rows = figures["this tree"]["rows"]
     print(f"file            {size_mb:,.1f} MB, {rows:,} rows x 20 features ({args.float_format})")
-    print(f"build time      {seconds:.2f} s")
-    print(f"throughput      {rows / seconds:,.0f} rows/s")
-    print(f"peak RSS        {figures['rss_peak_kib'] / 1024:,.1f} MB")
-    print(f"RSS at start    {figures['rss_before_kib'] / 1024:,.1f} MB (interpreter + imports)")
+    print(f"{'':16}{'build s':>9}{'rows/s':>11}{'peak RSS MB':>13}{'RSS at start MB':>17}")
+    for name, build in figures.items():
+        print(
+            f"{name:16}{build['seconds']:9.2f}{build['rows'] / build['seconds']:11,.0f}"
+            f"{build['rss_peak_kib'] / 1024:13,.1f}{build['rss_before_kib'] / 1024:17,.1f}"
+        )
+    if len(figures) == 2:
+        ours, theirs = figures.values()
+        print(f"speed-up        {theirs['seconds'] / ours['seconds']:.2f}x over the anchor")
     return 0
+
+
+def extract(revision: str, into: Path) -> None:
+    """The revision's exporter and stats_service packages, as files under `into`."""
+    into.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", revision, "exporter", "stats_service"],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
 
 
 if __name__ == "__main__":

@@ -199,10 +199,19 @@ def main() -> int:
                 ready_url=f"http://127.0.0.1:{nginx_port}/",
             )
         )
+        bare_port = free_port()
+        bare = stack.enter_context(
+            running(
+                [sys.executable, str(HERE / "bare_proxy.py"), str(bare_port), str(upstream_port)],
+                ready_url=f"http://127.0.0.1:{bare_port}/",
+            )
+        )
         targets = {
             "direct": (upstream_port, None),
             "sidecar": (sidecar_port, sidecar.pid),
             "nginx": (nginx_port, nginx.pid),
+            # The floor of a Python proxy (benchmarks/bare_proxy.py): no metrics, no capture.
+            "bare-py": (bare_port, bare.pid),
         }
         for connections in (1, 8):
             for name, (port, pid) in targets.items():

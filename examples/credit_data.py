@@ -40,6 +40,10 @@ FEATURES = (*NUMERIC, CATEGORICAL)
 # The training CSV's extra columns, for `mlmon-stats baseline --prediction-column/--label-column`.
 PREDICTION_COLUMN = "prediction"
 LABEL_COLUMN = "label"
+# P(default) again, under the name `mlmon-stats baseline` reads class probabilities from
+# (`proba_<class>`): with the label, it keeps reference rows to estimate performance
+# without labels (README "Performance without labels").
+PROBABILITY_COLUMN = f"proba_{CLASSES[1]}"
 
 SEED = 20240601
 ROWS = 20_000
@@ -143,12 +147,13 @@ def _generate(rng: np.random.Generator, n: int) -> Split:
 
 
 def write_training_csv(split: Split, p_default: FloatArray, path: Path) -> None:
-    """Features, the model's P(default) and the true class, one row per training row."""
+    """Features, the model's P(default) (as the prediction and as the positive class's
+    probability) and the true class, one row per training row."""
     columns = split.columns(np.arange(len(split)))
     names = list(FEATURES)
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([*names, PREDICTION_COLUMN, LABEL_COLUMN])
+        writer.writerow([*names, PREDICTION_COLUMN, PROBABILITY_COLUMN, LABEL_COLUMN])
         rows = zip(*(columns[name] for name in names), strict=True)
         for row, p, label in zip(rows, p_default.tolist(), split.label_names(), strict=True):
-            writer.writerow([*row, p, label])
+            writer.writerow([*row, p, p, label])

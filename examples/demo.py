@@ -8,7 +8,9 @@ from the training split, the stats service, and Prometheus + Alertmanager with t
 project's rules where those binaries are installed. Then it sends live traffic, injects
 drift on one feature after DEMO_DRIFT_AFTER seconds, and refreshes a summary every
 DEMO_REFRESH seconds: request rate, latency and sidecar overhead, drift and data quality
-of the shortest window, active alerts, and the URLs to open. Redrawn in place on a
+of the shortest window, active alerts, and the URLs to open. DEMO_SHADOW=1 also runs a
+candidate model as a shadow of the primary and says where the two are compared
+(`examples.demo_shadow`). Redrawn in place on a
 terminal; appended as plain blocks otherwise, so a log stays readable.
 
 Ends after DEMO_SECONDS of traffic (exit 0), on Ctrl-C (exit 0: the way a user ends it,
@@ -29,7 +31,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from examples import demo_config
+from examples import demo_config, demo_shadow
 from examples.demo_config import DemoConfig
 from examples.demo_live import Live
 from examples.drift import DriftSpec
@@ -84,8 +86,12 @@ def run(config: DemoConfig, work_dir: Path) -> int:
     say(f"starting the stack in {work_dir} (model training, baseline, services)")
     live = Live(config, tty=sys.stdout.isatty(), say=say)
     started = time.monotonic()
-    with Stack(work_dir, demo_config.stack_options(live.event)) as stack:
+    options = demo_config.stack_options(live.event, shadow=config.shadow)
+    with Stack(work_dir, options) as stack:
         say(f"stack up in {time.monotonic() - started:.1f} s; sending traffic")
+        if config.shadow:
+            for line in demo_shadow.where_to_look(stack.urls, stack.model):
+                say(line)
         drift_after = config.drift_after_s
         stack.start_traffic(
             TrafficConfig(
@@ -103,6 +109,9 @@ def run(config: DemoConfig, work_dir: Path) -> int:
             outcome = exc
         # Read while everything is still up; a second Ctrl-C here still stops the stack.
         live.finish(stack, outcome)
+        if config.shadow:
+            for line in demo_shadow.verdict(stack.urls.stats, demo_config.SHORTEST_WINDOW):
+                say(line)
     if isinstance(outcome, KeyboardInterrupt):
         say("stopped: every process it started has exited")
         return _interrupted_code(outcome)

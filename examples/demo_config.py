@@ -9,6 +9,8 @@ drift visible within a short run.
     DEMO_RATE           requests per second (default 20)
     DEMO_REFRESH        seconds between refreshes of the summary (default 2)
     DEMO_KEEP=1         keep the work directory (logs, input log, configurations)
+    DEMO_SHADOW=1       also run a candidate model as a shadow of the primary, compared
+                        on the same requests (examples/demo_shadow.py)
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class DemoConfig:
     rate: float = 20.0
     refresh_s: float = 2.0
     keep: bool = False
+    shadow: bool = False
 
 
 def from_env(environ: Mapping[str, str]) -> DemoConfig:
@@ -60,17 +63,23 @@ def from_env(environ: Mapping[str, str]) -> DemoConfig:
         raise ValueError(
             f"DEMO_DRIFT_FEATURE: expected one of {', '.join(NUMERIC)}; got {feature!r}"
         )
-    keep = environ.get("DEMO_KEEP", "").strip().lower()
-    if keep not in ("", "0", "1", "true", "false", "yes", "no"):
-        raise ValueError(f"DEMO_KEEP: expected 1 or 0; got {keep!r}")
+    keep, shadow = (_flag(environ, name) for name in ("DEMO_KEEP", "DEMO_SHADOW"))
     return DemoConfig(
         seconds=seconds or None,
         drift_after_s=drift_after,
         drift_feature=feature,
         rate=_number(environ, "DEMO_RATE", 20.0, minimum=0.1),
         refresh_s=_number(environ, "DEMO_REFRESH", 2.0, minimum=0.2),
-        keep=keep in ("1", "true", "yes"),
+        keep=keep,
+        shadow=shadow,
     )
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    text = environ.get(name, "").strip().lower()
+    if text not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise ValueError(f"{name}: expected 1 or 0; got {text!r}")
+    return text in ("1", "true", "yes")
 
 
 def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
@@ -86,10 +95,11 @@ def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: f
     return value
 
 
-def stack_options(log: Callable[[str], None]) -> StackOptions:
+def stack_options(log: Callable[[str], None], *, shadow: bool = False) -> StackOptions:
     """Prometheus and Alertmanager where installed (`required=False`: without them the
-    stack says so and starts the rest)."""
+    stack says so and starts the rest); with `shadow`, the candidate model too."""
     return StackOptions(
+        candidate=shadow,
         windows=WINDOWS,
         stats_interval_s=STATS_INTERVAL_S,
         min_samples=MIN_SAMPLES,

@@ -1,17 +1,21 @@
 """The demo model server: a credit-risk classifier trained at start-up, served over KServe v2.
 
     python -m examples.model_server --port 8080 [--host 127.0.0.1] [--write-training-data DIR]
+                                    [--candidate]
 
 Trains `examples.credit_model` on the generated table's training split (about a second,
 deterministic), reports its accuracy on the held-out split, then serves
 `examples.oip_app` with uvicorn (the same server the sidecar runs on): model "credit",
 version "1", inputs age, income, debt_ratio, credit_history_years, late_payments,
 employment. The port opens only once the model is trained, so readiness needs no flag.
+`--candidate` serves a different model instead, version CANDIDATE_VERSION: the same
+features under a much stronger penalty (CANDIDATE_REGULARIZATION), the candidate that
+`DEMO_SHADOW=1 make demo` runs as a shadow of the first.
 
 `--write-training-data DIR` first writes DIR/credit_train.csv (the training rows: the
-features, `prediction` = the model's own P(default) on them, `label` = the true class)
-and DIR/credit_schema.yaml, from which the baseline is built from exactly what the model
-learned from:
+features, `prediction` and `proba_default` = the model's own P(default) on them, `label` =
+the true class) and DIR/credit_schema.yaml, from which the baseline is built from exactly
+what the model learned from (with reference rows, for estimating performance):
 
     mlmon-stats baseline --schema DIR/credit_schema.yaml --data DIR/credit_train.csv \\
         --out DIR/credit_baseline.json --prediction-column prediction --label-column label
@@ -61,6 +65,10 @@ FAULT_HEADER = "x-mlmon-demo-fault"
 NON_FINITE = "non-finite"
 BROKEN_HTTP = "broken-http"
 FAULTS = (NON_FINITE, BROKEN_HTTP)
+CANDIDATE_VERSION = "2"
+# Far below the primary's C=1: probabilities pulled towards the base rate, so a share of
+# the borderline rows gets the other class.
+CANDIDATE_REGULARIZATION = 0.002
 # Set while a request asking for NaN predictions is being answered.
 _NAN_ANSWER: ContextVar[bool] = ContextVar("nan_answer", default=False)
 # Not an HTTP token (RFC 9110 5.6.2): uvicorn sends header names as given, and every
@@ -68,11 +76,11 @@ _NAN_ANSWER: ContextVar[bool] = ContextVar("nan_answer", default=False)
 _INVALID_HEADER_NAME = b"x-not-a-token\xff"
 
 
-def model_spec(model: CreditModel) -> ModelSpec:
+def model_spec(model: CreditModel, version: str = MODEL_VERSION) -> ModelSpec:
     inputs = [(name, "INT64" if name in INTEGER else "FP64") for name in NUMERIC]
     return ModelSpec(
         name=MODEL_NAME,
-        version=MODEL_VERSION,
+        version=version,
         inputs=(*inputs, (CATEGORICAL, "BYTES")),
         classes=(CLASSES[0], CLASSES[1]),
         predict=_nan_when_asked(model.predict_columns),
@@ -153,12 +161,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help=f"also write DIR/{TRAINING_CSV} and DIR/{SCHEMA_FILE.name} for the baseline",
     )
+    parser.add_argument(
+        "--candidate",
+        action="store_true",
+        help=f"serve the candidate model, version {CANDIDATE_VERSION} (module docstring)",
+    )
     args = parser.parse_args(argv)
     data = load()
-    model = CreditModel(data.train)
+    if args.candidate:
+        version, model = CANDIDATE_VERSION, CreditModel(data.train, CANDIDATE_REGULARIZATION)
+    else:
+        version, model = MODEL_VERSION, CreditModel(data.train)
     evaluation = model.evaluate(data.held_out)
     _say(
-        f"{MODEL_NAME} v{MODEL_VERSION}: logistic regression trained on {len(data.train)} rows "
+        f"{MODEL_NAME} v{version}: logistic regression trained on {len(data.train)} rows "
         f"in {evaluation.train_seconds:.2f} s; held-out ({evaluation.rows} rows, "
         f"{evaluation.default_rate:.0%} default): accuracy {evaluation.accuracy:.3f}, "
         f"ROC AUC {evaluation.roc_auc:.3f}"
@@ -175,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--prediction-column {PREDICTION_COLUMN} --label-column {LABEL_COLUMN}"
         )
     _say(f"serving http://{args.host}:{args.port}/v2/models/{MODEL_NAME}/infer")
-    _serve(FaultInjection(OipApp(model_spec(model))), args.host, args.port)
+    _serve(FaultInjection(OipApp(model_spec(model, version))), args.host, args.port)
     return 0
 
 

@@ -13,7 +13,10 @@ the demo model server (`examples.model_server`, writing its training data to
 sidecar in front of the model server (`mlmon-exporter`, the credit schema, the input log
 in `work_dir/mlmon.db`), the stats service on that log (`mlmon-stats serve`, windows,
 interval and min_samples from the options) and, when asked, Prometheus, Alertmanager and
-a webhook receiver in this process that records Alertmanager's notifications.
+a webhook receiver in this process that records Alertmanager's notifications. With
+`StackOptions.candidate`, a second model server with a different model too
+(`model_server --candidate`), the sidecar's shadow, and the sidecar's naive fallback from
+the baseline with its admin listener (token in `work_dir/admin-token`; `StackUrls.admin`).
 
 Prometheus scrapes jobs `mlmon-exporter`, `mlmon-stats`, `alertmanager` and `prometheus`
 (the rules select mlmon's targets by those job names) and evaluates a copy of
@@ -39,6 +42,7 @@ them; install a SIGTERM handler that raises (e.g. KeyboardInterrupt) to keep SIG
 from __future__ import annotations
 
 import atexit
+import secrets
 import shutil
 import sys
 from collections.abc import Mapping
@@ -93,7 +97,8 @@ class Stack:
 
     @property
     def processes(self) -> Mapping[str, ManagedProcess]:
-        """Running components by name: model_server, sidecar, stats, prometheus, alertmanager."""
+        """Running components by name: model_server, candidate (with `candidate`), sidecar,
+        stats, prometheus, alertmanager."""
         return MappingProxyType(self._processes)
 
     @property
@@ -187,6 +192,13 @@ class Stack:
         for directory in (layout.work_dir, layout.logs, layout.training):
             directory.mkdir(parents=True, exist_ok=True)
         ports = {name: free_port() for name in ("model_server", "sidecar", "stats")}
+        releases = None
+        if options.candidate:
+            candidate = self._spawn(components.candidate_server(free_port()))
+            token = layout.work_dir / "admin-token"
+            token.write_text(secrets.token_urlsafe(24) + "\n")
+            token.chmod(0o600)
+            releases = components.Releases(candidate.url or "", free_port(), token)
         alertmanager_port = None
         # Prometheus and Alertmanager need nothing from the others: they start first and
         # get ready while the model trains.
@@ -211,7 +223,9 @@ class Stack:
         command = components.baseline_command(layout)
         run_command("baseline", command, baseline_log, options.startup_timeout_s)
         upstream = model_server.url or ""
-        self._spawn(components.sidecar(layout, ports["sidecar"], upstream, options.stop_grace_s))
+        self._spawn(
+            components.sidecar(layout, ports["sidecar"], upstream, options.stop_grace_s, releases)
+        )
         self._spawn(components.stats(layout, ports["stats"], options))
         for process in self._processes.values():
             process.wait_http(READY_PATH[process.name], options.startup_timeout_s)
@@ -222,6 +236,9 @@ class Stack:
             prometheus=self._url("prometheus"),
             alertmanager=self._url("alertmanager"),
             webhook=self._webhook.url if self._webhook is not None else None,
+            candidate=self._url("candidate"),
+            admin=releases.admin_url if releases is not None else None,
+            admin_token_file=str(releases.token_file) if releases is not None else None,
         )
         self._say("up: " + ", ".join(f"{n} {p.url}" for n, p in self._processes.items()))
 

@@ -28,11 +28,14 @@ from examples.stack_config import (
 from examples.stack_options import AlertmanagerOptions, PrometheusOptions, StackOptions
 from examples.stack_processes import StackError
 
+# The shadow's route name: the `candidate` label of its metrics and records.
+CANDIDATE_NAME = "credit-v2"
 # Readiness: the model server once trained (its training data written), the sidecar once
 # the model server accepts connections, the stats service after its first evaluation,
 # Prometheus once its storage is open, Alertmanager once its configuration is loaded.
 READY_PATH = {
     "model_server": "/v2/health/ready",
+    "candidate": "/v2/health/ready",
     "sidecar": "/readyz",
     "stats": "/readyz",
     "prometheus": "/-/ready",
@@ -99,6 +102,37 @@ def model_server(layout: Layout, port: int) -> Launch:
     return Launch("model_server", cmd, _local(port), {"PYTHONPATH": path}, cwd=REPO)
 
 
+def candidate_server(port: int) -> Launch:
+    """The demo's candidate model (`model_server --candidate`), the sidecar's shadow."""
+    cmd = [sys.executable, "-m", "examples.model_server", "--port", str(port), "--candidate"]
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return Launch("candidate", cmd, _local(port), {"PYTHONPATH": path}, cwd=REPO)
+
+
+@dataclass(frozen=True)
+class Releases:
+    """The sidecar's release routes in the stack: a shadow, and the naive fallback from
+    the baseline, switched on the admin listener with the token in `token_file`."""
+
+    shadow_url: str
+    admin_port: int
+    token_file: Path
+
+    def flags(self) -> list[str]:
+        return ["--shadow", f"{CANDIDATE_NAME}={self.shadow_url}"]
+
+    def env(self, layout: Layout) -> dict[str, str]:
+        return {
+            "MLMON_FALLBACK__BASELINE": str(layout.baseline),
+            "MLMON_ADMIN__PORT": str(self.admin_port),
+            "MLMON_ADMIN__TOKEN_FILE": str(self.token_file),
+        }
+
+    @property
+    def admin_url(self) -> str:
+        return _local(self.admin_port)
+
+
 def baseline_command(layout: Layout) -> list[str]:
     """The command the model server prints after writing its training data."""
     cmd = [script("mlmon-stats"), "baseline", "--schema", str(layout.schema)]
@@ -106,17 +140,26 @@ def baseline_command(layout: Layout) -> list[str]:
     return [*cmd, "--prediction-column", PREDICTION_COLUMN, "--label-column", LABEL_COLUMN]
 
 
-def sidecar(layout: Layout, port: int, upstream: str, stop_grace_s: float) -> Launch:
+def sidecar(
+    layout: Layout,
+    port: int,
+    upstream: str,
+    stop_grace_s: float,
+    releases: Releases | None = None,
+) -> Launch:
     metrics_dir = layout.work_dir / "sidecar-metrics"
     metrics_dir.mkdir(exist_ok=True)
     cmd = [script("mlmon-exporter"), "--upstream", upstream, "--port", str(port)]
     cmd += ["--schema", str(layout.schema), "--store", layout.store]
+    if releases is not None:
+        cmd += releases.flags()
     env = {
         "MLMON_SPOOL_DIR": str(layout.work_dir / "spool"),
         # Here rather than in the temporary directory the sidecar removes at exit, which a
         # killed sidecar would leave behind.
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "MLMON_SHUTDOWN_TIMEOUT_S": f"{min(5.0, stop_grace_s):g}",
+        **(releases.env(layout) if releases is not None else {}),
     }
     return Launch("sidecar", cmd, _local(port), env)
 

@@ -213,22 +213,26 @@ def render_alertmanager_config(
         "repeat_interval": repeat_interval_s,
     }
     config = yaml.safe_load(rendered)
-    _webhook_only(config)
+    _webhook_only(config, webhook_url)
     _shorten(config["route"], timers, root=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False, width=1000))
     return path
 
 
-def _webhook_only(config: dict[str, Any]) -> None:
+def _webhook_only(config: dict[str, Any], webhook_url: str) -> None:
     """Email and Slack receivers would fail on every notification here (no SMTP server,
-    no /run/secrets/slack_api_url) and fill Alertmanager's log with retries; routing
-    still names the same receivers, so what reaches the webhook is what production
-    routes."""
+    no /run/secrets/slack_api_url) and fill Alertmanager's log with retries, and so would
+    mlmon-fallback's webhook (the compose network's sidecar, with a token in
+    /run/secrets); routing still names the same receivers, so what reaches the local
+    webhook is what production routes."""
     for key in _NOTIFIER_GLOBALS:
         config.get("global", {}).pop(key, None)
     for receiver in config.get("receivers") or []:
         for key in [k for k in receiver if k not in ("name", "webhook_configs")]:
             del receiver[key]
+        for webhook in receiver.get("webhook_configs") or []:
+            webhook["url"] = webhook_url
+            webhook.pop("http_config", None)
 
 
 def _shorten(route: dict[str, Any], timers: Mapping[str, float | None], *, root: bool) -> None:

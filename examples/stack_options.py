@@ -39,6 +39,10 @@ class StackOptions:
     stats_interval_s: float = 30.0
     min_samples: int = 100
     drift: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # A second model server with a different model (`model_server --candidate`), sent a
+    # copy of every request by the sidecar as shadow CANDIDATE_NAME; and the sidecar's
+    # naive fallback built from the baseline, switched on its admin listener.
+    candidate: bool = False
     prometheus: PrometheusOptions | None = None  # None: no Prometheus
     alertmanager: AlertmanagerOptions | None = None  # None: no Alertmanager, no receiver
     startup_timeout_s: float = 120.0  # per component
@@ -55,3 +59,6 @@ class StackUrls:
     prometheus: str | None
     alertmanager: str | None
     webhook: str | None  # where Alertmanager posts its notifications
+    candidate: str | None = None  # the shadow's model server
+    admin: str | None = None  # the sidecar's admin listener (bearer token: admin_token_file)
+    admin_token_file: str | None = None

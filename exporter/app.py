@@ -23,8 +23,10 @@ from exporter.metrics import Metrics, make_metrics
 from exporter.serving.capture import CaptureChannel
 from exporter.serving.control import control_app
 from exporter.serving.proxy import Proxy
+from exporter.serving.releases import Releases, build_releases
 from exporter.settings import Settings
 from exporter.store import check_store, probe_store
+from exporter.tally import LabelCap
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,6 +43,7 @@ class Sidecar:
     metrics: Metrics
     channel: CaptureChannel
     proxy: Proxy
+    releases: Releases
     control: Callable[[Scope, Receive, Send], Awaitable[None]]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -56,12 +59,14 @@ class Sidecar:
             if message["type"] == "lifespan.startup":
                 self.proxy.start()
                 await self.channel.start()
+                await self.releases.start()
                 # Start-up objects (modules, app) live as long as the process: keep
                 # them out of the collector's full passes, which otherwise pause
                 # requests for milliseconds.
                 gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.releases.stop()
                 self.proxy.stop()
                 await self.channel.stop(self.settings.shutdown_timeout_s)
                 await send({"type": "lifespan.shutdown.complete"})
@@ -89,13 +94,25 @@ def create_app(settings: Settings) -> Sidecar:
     metrics = make_metrics(registry)
     versions: dict[str, str] = {}
     channel = CaptureChannel(settings, metrics, versions)
-    proxy = Proxy(settings, metrics, channel, versions)
+    model_label = LabelCap(settings.max_label_values, settings.models)
+    releases = build_releases(settings, metrics, model_label)
+    proxy = Proxy(
+        settings,
+        metrics,
+        channel,
+        versions,
+        targets=releases.targets,
+        router=releases.router,
+        naive=releases.naive,
+        model_label=model_label,
+    )
     return Sidecar(
         settings=settings,
         registry=registry,
         metrics=metrics,
         channel=channel,
         proxy=proxy,
+        releases=releases,
         control=WSGIMiddleware(control_app(settings, channel, proxy, schemas, refusal), workers=4),  # type: ignore[arg-type]
     )
 

@@ -17,7 +17,7 @@ from exporter.errors import SettingsError
 from exporter.settings import Settings
 
 METRICS_ROOT = "mlmon-metrics"
-_FLAGS = ("upstream", "host", "port", "workers", "protocol", "model", "schemas", "store")
+_FLAGS = ("upstream", "host", "port", "workers", "protocol", "model", "schemas", "store", "shadow")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,22 +44,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="feature schema YAML (repeat for several models); without one a schema is "
         "inferred from traffic and served at /schema",
     )
+    parser.add_argument(
+        "--shadow",
+        action="append",
+        help="candidate model URL (or NAME=URL) sent a copy of every request; repeatable",
+    )
+    parser.add_argument(
+        "--canary", help="URL@FRACTION: a candidate answering that share of clients for real"
+    )
+    parser.add_argument("--fallback", help="URL of a safe model that traffic can be moved to")
+    parser.add_argument("--admin-port", type=int, help="admin listener port (default 8001)")
+    parser.add_argument(
+        "--admin-token-file", help="bearer token of the admin listener; without it, none"
+    )
     args = parser.parse_args(argv)
-    overrides = {name: getattr(args, name) for name in _FLAGS}
+    overrides: dict[str, Any] = {name: getattr(args, name) for name in _FLAGS}
+    overrides["fallback.url"] = args.fallback
+    overrides["admin.port"] = args.admin_port
+    overrides["admin.token_file"] = args.admin_token_file
 
     from exporter import settings as settings_module
     from exporter.analysis.schemas import SchemaSet
+
+    # Nothing that imports prometheus_client here: serve() must set its folder first.
+    from exporter.release_settings import read_token
+    from exporter.serving.naive import NaiveAnswer
     from exporter.store import check_store
 
     try:
+        overrides.update(canary_overrides(args.canary))
         settings = settings_module.load(args.config, overrides=overrides)
         SchemaSet.from_settings(settings)
         check_store(settings)
+        read_token(settings.admin)
+        if settings.fallback.baseline:
+            NaiveAnswer.from_baseline(settings.fallback.baseline)
     except SettingsError as exc:
         print(f"mlmon-exporter: error: {exc}", file=sys.stderr)
         return 2
     serve(settings, args.config, overrides)
     return 0
+
+
+def canary_overrides(flag: str | None) -> dict[str, str]:
+    """`--canary URL@FRACTION` as the settings canary.url and canary.weight."""
+    if flag is None:
+        return {}
+    url, sep, weight = flag.rpartition("@")
+    if not sep or not url:
+        raise SettingsError(
+            f"command line: key 'canary': expected URL@FRACTION such as "
+            f"http://127.0.0.1:9002@0.1, got {flag!r}"
+        )
+    return {"canary.url": url, "canary.weight": weight}
 
 
 def serve(settings: Settings, config_file: str | None, overrides: dict[str, Any]) -> None:
@@ -98,10 +135,11 @@ def serve(settings: Settings, config_file: str | None, overrides: dict[str, Any]
     if config_file:
         os.environ["MLMON_CONFIG_FILE"] = os.path.abspath(config_file)
     for name, value in overrides.items():
+        variable = f"MLMON_{name.upper().replace('.', '__')}"
         if isinstance(value, list | tuple):
-            os.environ[f"MLMON_{name.upper()}"] = ",".join(value)
+            os.environ[variable] = ",".join(value)
         elif value is not None:
-            os.environ[f"MLMON_{name.upper()}"] = str(value)
+            os.environ[variable] = str(value)
     uvicorn.run(
         "exporter.app:app_from_environment", factory=True, workers=settings.workers, **options
     )

@@ -199,6 +199,11 @@ def _convert(value: Any, kind: Any, key: str, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise fail("a list")
         (item_kind, _) = typing.get_args(kind)
+        if dataclasses.is_dataclass(item_kind):
+            return tuple(
+                _list_item(item, typing.cast(type, item_kind), f"{key}[{index}]", where)
+                for index, item in enumerate(value)
+            )
         return tuple(_convert(item, item_kind, key, where) for item in value)
     if kind is bool:
         if isinstance(value, bool):
@@ -236,6 +241,21 @@ def _convert(value: Any, kind: Any, key: str, where: str) -> Any:
             raise fail("a string")
         return str(value)
     raise TypeError(f"unsupported settings type {kind!r} for {key}")
+
+
+def _list_item(value: Any, kind: type[T], key: str, where: str) -> T:
+    """One entry of a list of sections: a mapping, or the text its `from_text` reads (the
+    short form a command-line flag or a variable gives, e.g. a URL)."""
+    from_text = getattr(kind, "from_text", None)
+    if isinstance(value, str) and from_text is not None:
+        try:
+            value = from_text(value)
+        except ValueError as exc:
+            raise SettingsError(f"{where}: key '{key}': expected {exc}, got {value!r}") from None
+    if not isinstance(value, Mapping):
+        raise SettingsError(f"{where}: key '{key}': expected a mapping, got {value!r}")
+    origins = {f"{key}.{name}": where for name in value}
+    return _build(kind, value, f"{key}.", origins)
 
 
 def _convert_mapping(value: Any, kind: Any, key: str, where: str) -> Mapping[str, Any]:

@@ -49,6 +49,7 @@ OVERHEAD_BUCKETS = (
     0.025,
     0.1,
 )
+ABS_DIFF_BUCKETS = (0.0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 SIZE_BUCKETS = tuple(float(4**k) for k in range(3, 14))  # 64 B .. 64 MiB
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -103,6 +104,14 @@ class Metrics:
     log_write_duration: Histogram
     model_info: Gauge
     version_first_seen: Gauge
+    shadow_requests: Counter
+    shadow_dropped: Counter
+    shadow_duration: Histogram
+    shadow_agreement: Counter
+    shadow_abs_diff: Histogram
+    route_active: Gauge
+    route_switches: Counter
+    admin_requests: Counter
 
 
 def make_metrics(registry: CollectorRegistry) -> Metrics:
@@ -117,16 +126,18 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         return Histogram(name, doc, labels, registry=registry, buckets=buckets)
 
     model_protocol = ("model", "protocol")
+    model_candidate = ("model", "candidate")
     return Metrics(
         requests=counter(
             "mlmon_requests",
-            "Requests proxied, by response status code.",
-            ("model", "model_version", "protocol", "code"),
+            "Requests proxied, by response status code and the route that answered "
+            "(primary, canary, fallback).",
+            ("model", "model_version", "protocol", "code", "route"),
         ),
         request_duration=histogram(
             "mlmon_request_duration_seconds",
             "End-to-end time in the sidecar, from request read to response sent.",
-            model_protocol,
+            ("model", "protocol", "route"),
             LATENCY_BUCKETS,
         ),
         upstream_duration=histogram(
@@ -155,14 +166,16 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         upstream_errors=counter(
             "mlmon_upstream_errors",
-            "Requests the model server did not answer, by reason.",
-            ("reason",),
+            "Requests the model server did not answer, by reason and route.",
+            ("reason", "route"),
         ),
         batch_size=histogram(
             "mlmon_batch_size", "Input rows per inference request.", ("model",), BATCH_BUCKETS
         ),
         predictions=counter(
-            "mlmon_predictions", "Predicted rows by predicted class.", ("model", "class")
+            "mlmon_predictions",
+            "Predicted rows by predicted class and the route that answered.",
+            ("model", "class", "route"),
         ),
         prediction_value=histogram(
             "mlmon_prediction_value", "Numeric prediction per row.", ("model",), VALUE_BUCKETS
@@ -255,5 +268,54 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             ("model", "model_version"),
             registry=registry,
             multiprocess_mode="min",
+        ),
+        shadow_requests=counter(
+            "mlmon_shadow_requests",
+            "Copies of requests answered by a shadow candidate, by HTTP status (or timeout, "
+            "error); the client never waits for them.",
+            ("model", "candidate", "code"),
+        ),
+        shadow_dropped=counter(
+            "mlmon_shadow_dropped",
+            "Copies not sent to a shadow (concurrency: max_in_flight reached) or whose "
+            "answer was not analysed (queue: the analysis hand-over was full).",
+            ("model", "candidate", "reason"),
+        ),
+        shadow_duration=histogram(
+            "mlmon_shadow_duration_seconds",
+            "Time a shadow candidate took to answer a copy.",
+            model_candidate,
+            LATENCY_BUCKETS,
+        ),
+        shadow_agreement=counter(
+            "mlmon_shadow_agreement",
+            "Rows whose shadow predicted class agrees with the primary's, or not.",
+            ("model", "candidate", "result"),
+        ),
+        shadow_abs_diff=histogram(
+            "mlmon_shadow_prediction_abs_diff",
+            "Absolute difference between the shadow's and the primary's numeric "
+            "prediction or probability, per row.",
+            model_candidate,
+            ABS_DIFF_BUCKETS,
+        ),
+        route_active=Gauge(
+            "mlmon_route_active",
+            "1 for the route answering a model's traffic now (primary, or fallback when "
+            "switched), 0 for the other.",
+            ("model", "route"),
+            registry=registry,
+            multiprocess_mode="livemax",
+        ),
+        route_switches=counter(
+            "mlmon_route_switches",
+            "Switches of a model's traffic between primary and fallback, by reason (admin, "
+            "alert, alert_resolved, circuit_breaker, circuit_recovered).",
+            ("model", "from_route", "to_route", "reason"),
+        ),
+        admin_requests=counter(
+            "mlmon_admin_requests",
+            "Calls to the admin listener, by endpoint and HTTP status.",
+            ("endpoint", "code"),
         ),
     )

@@ -11,18 +11,14 @@ from urllib.parse import urlsplit
 from exporter.analysis.protocols.generic import compile_selector
 from exporter.config import REQUIRED, load_settings, non_negative, port_number, positive, setting
 from exporter.errors import SettingsError
+from exporter.release_settings import (
+    AdminSettings,
+    CanarySettings,
+    FallbackSettings,
+    ShadowSettings,
+    http_url,
+)
 from exporter.store.settings import ElasticsearchSettings, store_url
-
-
-def _upstream_url(value: Any) -> str | None:
-    parts = urlsplit(value)
-    if parts.scheme != "http" or not parts.hostname:
-        return "an http:// URL such as http://127.0.0.1:8080 (TLS to the upstream: not supported)"
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        return "an http:// URL with a valid port"
-    return None
 
 
 def _selector(value: Any) -> str | None:
@@ -62,7 +58,7 @@ def _rate(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Settings:
-    upstream: str = setting(REQUIRED, check=_upstream_url, help="URL of the model server")
+    upstream: str = setting(REQUIRED, check=http_url, help="URL of the model server")
     host: str = setting("127.0.0.1")
     port: int = setting(8000, check=port_number)
     workers: int = setting(1, check=_at_least_one, help="server processes (multiprocess metrics)")
@@ -113,12 +109,50 @@ class Settings:
     prediction: PredictionSettings = PredictionSettings()
     generic: GenericSettings = GenericSettings()
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    shadow: tuple[ShadowSettings, ...] = setting(
+        (), help="candidates sent a copy of requests (--shadow URL, repeatable)"
+    )
+    # Frozen sections (RUF009 cannot see it across modules).
+    canary: CanarySettings = CanarySettings()  # noqa: RUF009
+    fallback: FallbackSettings = FallbackSettings()  # noqa: RUF009
+    admin: AdminSettings = AdminSettings()  # noqa: RUF009
 
     def __post_init__(self) -> None:
         if self.protocol == "generic" and not (self.generic.rows or self.generic.predictions):
             raise SettingsError(
                 "settings: key 'generic.rows' or 'generic.predictions': expected at least one "
                 "selector when protocol is 'generic'"
+            )
+        self._check_routes()
+
+    def _check_routes(self) -> None:
+        for index, shadow in enumerate(self.shadow):
+            if not shadow.url:
+                raise SettingsError(f"settings: key 'shadow[{index}].url' is required")
+        if self.canary.weight > 0 and not self.canary.url:
+            raise SettingsError(
+                "settings: key 'canary.url': expected an http:// URL when canary.weight > 0"
+            )
+        if self.fallback.url and self.fallback.baseline:
+            raise SettingsError(
+                "settings: key 'fallback.baseline': expected either fallback.url or "
+                "fallback.baseline, not both"
+            )
+        if self.fallback.breaker.enabled and not self.fallback.configured:
+            raise SettingsError(
+                "settings: key 'fallback.breaker.enabled': expected a fallback "
+                "(fallback.url or fallback.baseline) for the breaker to move traffic to"
+            )
+        names = [s.label for s in self.shadow]
+        if self.canary.url:
+            names.append(self.canary.label)
+        if self.fallback.configured:
+            names.append(self.fallback.label)
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise SettingsError(
+                f"settings: key 'shadow[].name': expected distinct route names, "
+                f"{', '.join(repeated)} is used twice (set name: on one of them)"
             )
 
     @property

@@ -23,6 +23,7 @@ from stats_service.baseline.column_roles import ColumnRoleError, Role
 from stats_service.baseline.contents import Baseline
 from stats_service.baseline.progress import ProgressBar
 from stats_service.baseline.schema_sample import sample_schema_inputs
+from stats_service.offline.errors import GateFailed, OfflineError
 
 PROG = "mlmon-stats"
 
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         args.run(args)
-    except DriftDetected:
+    except (DriftDetected, GateFailed):
         return 1
     except (
         SchemaError,
@@ -51,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         SettingsError,
         UsageError,
         ColumnRoleError,
+        OfflineError,
         OSError,
     ) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -68,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_baseline(commands)
     _add_serve(commands)
     _add_report(commands)
+    from stats_service.offline.cli import add_offline_commands
+
+    add_offline_commands(commands)
     return parser
 
 
@@ -132,9 +137,16 @@ def _run_infer_schema(args: argparse.Namespace) -> None:
 
 
 def _add_baseline(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    command = commands.add_parser("baseline", help="build a baseline from training data")
+    command = commands.add_parser(
+        "baseline", help="build a baseline from training data, or from a window of the input log"
+    )
     command.add_argument("--schema", type=Path, required=True, help="the model's schema YAML")
-    command.add_argument("--data", type=Path, required=True, help="CSV, JSON lines or Parquet")
+    command.add_argument(
+        "--data", type=Path, help="CSV, JSON lines or Parquet (an `export` file: as served)"
+    )
+    command.add_argument("--store", help="instead of --data: the input log's URL")
+    command.add_argument("--model", help="with --store: the model whose served features to use")
+    command.add_argument("--window", metavar="SPEC", help="with --store: 1h, last_N or START/END")
     command.add_argument("--out", type=Path, required=True, help="baseline JSON to write")
     command.add_argument("--prediction-column", metavar="C")
     command.add_argument("--label-column", metavar="C")
@@ -149,7 +161,14 @@ def _add_baseline(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _run_baseline(args: argparse.Namespace) -> None:
+    from stats_service.offline.cli import served_baseline
+
     schema = load_schema(args.schema)
+    baseline = served_baseline(args, schema)
+    if baseline is not None:
+        save_baseline(baseline, args.out)
+        print(f"wrote {args.out}: {baseline.data.rows:,} served rows of {baseline.data.path}")
+        return
     hash_key = args.hash_key_file.read_bytes().strip() if args.hash_key_file else None
     if schema.hashed_features() and not hash_key:
         raise UsageError(

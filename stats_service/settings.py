@@ -124,6 +124,31 @@ class MultivariateSection:
     variance: float = setting(0.9, check=_share, help="variance the PCA components keep")
 
 
+ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse")
+
+
+def _estimated_thresholds(value: Any) -> str | None:
+    for name, threshold in value.items():
+        if name not in ESTIMATED_METRICS:
+            return (
+                f"thresholds keyed by metric, one of {', '.join(ESTIMATED_METRICS)} (not {name!r})"
+            )
+        if threshold < 0:
+            return f"thresholds >= 0 (not {name}={threshold})"
+    return None
+
+
+@dataclass(frozen=True)
+class EstimationSection:
+    enabled: bool = setting(True, help="estimate performance without labels (CBPE, direct loss)")
+    calibration: Literal["isotonic", "platt"] = setting("isotonic")
+    thresholds: Mapping[str, float] = setting(
+        types.MappingProxyType({}),
+        check=_estimated_thresholds,
+        help="alert when an estimated metric is below (errors: above) this, e.g. accuracy: 0.8",
+    )
+
+
 @dataclass(frozen=True)
 class StatsSettings:
     baselines: Mapping[str, str] = setting(
@@ -139,6 +164,7 @@ class StatsSettings:
     port: int = setting(8001, check=port_number)
     drift: DriftSection = DriftSection()
     multivariate: MultivariateSection = MultivariateSection()
+    estimation: EstimationSection = EstimationSection()
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
 
     @property

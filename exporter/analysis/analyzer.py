@@ -13,12 +13,13 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from prometheus_client import Counter
 
 from exporter.analysis import protocols
 from exporter.analysis.frames import CapturedExchange, Headers
+from exporter.analysis.pairing import ShadowPairing
 from exporter.analysis.protocols.base import (
     AdapterConfig,
     Exchange,
@@ -29,6 +30,7 @@ from exporter.analysis.schemas import FeatureStage
 from exporter.features.compute import FeatureBatch
 from exporter.metrics import Metrics
 from exporter.names import printable
+from exporter.records import PRIMARY, SHADOW
 from exporter.schema import MAX_NAME_LENGTH
 from exporter.settings import Settings
 from exporter.tally import LabelCap, Tally
@@ -51,6 +53,13 @@ class AnalysedExchange:
 class AnalysedBatch:
     exchanges: list[AnalysedExchange]
     features: dict[str, FeatureBatch]  # by model; absent without a schema for it
+    # Shadows' rows apart: they repeat the inputs of real answers, whose issues they
+    # must not count again.
+    shadow_features: dict[str, FeatureBatch] = field(default_factory=dict)
+
+    def features_of(self, exchange: AnalysedExchange) -> FeatureBatch | None:
+        by_model = self.shadow_features if exchange.item.role == SHADOW else self.features
+        return by_model.get(exchange.model)
 
 
 class Analyzer:
@@ -64,7 +73,9 @@ class Analyzer:
         self._model_label = LabelCap(settings.max_label_values, settings.models)
         self._class_label = LabelCap(settings.max_label_values, settings.prediction.classes)
         self._tally = Tally()
-        self._series: dict[str, _ModelSeries] = {}
+        self._series: dict[tuple[str, str], _ModelSeries] = {}
+        # Shadows' predictions are compared with the real answer's of the same request.
+        self._pairing = ShadowPairing(metrics) if settings.shadow else None
         p, g = settings.prediction, settings.generic
         self._adapter_config = AdapterConfig(
             class_names=p.classes,
@@ -79,7 +90,7 @@ class Analyzer:
 
     def process(self, items: Sequence[CapturedExchange]) -> AnalysedBatch:
         exchanges: list[AnalysedExchange] = []
-        rows_by_model: dict[str, list[dict[str, object]]] = {}
+        rows_by_model: dict[tuple[str, bool], list[dict[str, object]]] = {}
         for item in items:
             parsed = self._parse(item)
             if parsed is None:
@@ -87,20 +98,29 @@ class Analyzer:
             # The cap is for metric series only: the log keeps every model's own name.
             model = printable(item.path_model or parsed.model or self._settings.model or "unknown")
             label = self._model_label(model)
-            self._record(item, label, parsed)
-            self._count_sampled_out(parsed, label)
+            shadow = item.role == SHADOW
+            if self._pairing is not None:
+                self._pairing.offer(label, item, parsed.predictions)
+            if not shadow:  # a shadow's answer reached no client: it is not the model's
+                self._record(item, label, parsed)
+                self._count_sampled_out(parsed, label)
             parsed = self._with_usable_names(item, model, parsed)
-            rows = rows_by_model.setdefault(model, [])
+            rows = rows_by_model.setdefault((model, shadow), [])
             exchanges.append(AnalysedExchange(item, model, parsed, len(rows)))
             rows.extend(parsed.rows)
         features: dict[str, FeatureBatch] = {}
-        for model, rows in rows_by_model.items():
+        shadow_features: dict[str, FeatureBatch] = {}
+        for (model, shadow), rows in rows_by_model.items():
             batch = self.features.run(model, rows)
-            if batch is not None:
+            if batch is None:
+                continue
+            if shadow:
+                shadow_features[model] = batch
+            else:
                 features[model] = batch
                 self._record_issues(self._model_label(model), batch)
         self._tally.flush()
-        return AnalysedBatch(exchanges, features)
+        return AnalysedBatch(exchanges, features, shadow_features)
 
     def count_internal_error(self, item: CapturedExchange, doing: str) -> None:
         """An exchange whose analysis failed on a bug of ours: counted apart from bad
@@ -164,7 +184,9 @@ class Analyzer:
     def _record(self, item: CapturedExchange, model: str, parsed: ParsedExchange) -> None:
         m = self._metrics
         version = item.path_version or parsed.model_version or self._settings.model_version
-        if version and self.versions.get(model) != version:
+        # The model's version is its primary's: a canary or fallback answering now and then
+        # must not flip it back and forth.
+        if item.role == PRIMARY and version and self.versions.get(model) != version:
             previous = self.versions.get(model)
             if previous is not None:
                 m.model_info.remove(model, previous)
@@ -173,7 +195,7 @@ class Analyzer:
             m.model_info.labels(model, version).set(1)
             m.version_first_seen.labels(model, version).set(time.time())
         tally = self._tally
-        series = self._model_series(model)
+        series = self._model_series(model, item.role)
         if parsed.rows or parsed.tensors:
             tally.observe(
                 series.batch_size,
@@ -192,11 +214,11 @@ class Analyzer:
             if prediction.score is not None:
                 tally.observe(series.confidence, prediction.score)
 
-    def _model_series(self, model: str) -> _ModelSeries:
-        # Bounded: model names pass a LabelCap.
-        series = self._series.get(model)
+    def _model_series(self, model: str, route: str) -> _ModelSeries:
+        # Bounded: model names pass a LabelCap, routes are primary, canary, fallback.
+        series = self._series.get((model, route))
         if series is None:
-            series = self._series[model] = _ModelSeries(self._metrics, model)
+            series = self._series[model, route] = _ModelSeries(self._metrics, model, route)
         return series
 
     def _record_issues(self, model: str, batch: FeatureBatch) -> None:
@@ -210,9 +232,10 @@ class Analyzer:
 class _ModelSeries:
     """One model's prediction series: `labels()` costs more than the tally it feeds."""
 
-    def __init__(self, metrics: Metrics, model: str) -> None:
+    def __init__(self, metrics: Metrics, model: str, route: str) -> None:
         self._metrics = metrics
         self._model = model
+        self._route = route
         self.batch_size = metrics.batch_size.labels(model)
         self.non_finite = metrics.non_finite_predictions.labels(model)
         self.value = metrics.prediction_value.labels(model)
@@ -222,7 +245,9 @@ class _ModelSeries:
     def predicted_class(self, name: str) -> Counter:
         counter = self._classes.get(name)
         if counter is None:
-            counter = self._classes[name] = self._metrics.predictions.labels(self._model, name)
+            counter = self._classes[name] = self._metrics.predictions.labels(
+                self._model, name, self._route
+            )
         return counter
 
 

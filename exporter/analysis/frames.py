@@ -37,6 +37,8 @@ class CapturedExchange(NamedTuple):
     latency_s: float
     # "request" or "response" when that body was above capture_max_bytes and left out
     oversize: str = ""
+    role: str = "primary"  # the route that answered (exporter.records.ROLES)
+    candidate: str = ""  # its configured name; "" for the primary
 
     def frame(self) -> bytes:
         return encode_frame(tuple(self))  # a plain tuple: no class reference to pickle

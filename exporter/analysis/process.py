@@ -144,7 +144,7 @@ class _Pipeline:
 
     def _records(self, items: list[CapturedExchange]) -> list[LogRecord]:
         batch = self.analyzer.process(items)
-        for model in batch.features:
+        for model in {*batch.features, *batch.shadow_features}:
             columns = store_columns(self.schemas, model)
             if columns is not None:
                 self.writer.prepare(columns)

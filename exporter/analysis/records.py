@@ -25,7 +25,7 @@ from exporter.analysis.protocols.base import (
 from exporter.analysis.schemas import SchemaSet
 from exporter.features.compute import FeatureBatch, hash_value
 from exporter.names import looks_secret
-from exporter.records import FeatureValue, LogRecord, PredictionValue, StoreColumns
+from exporter.records import PRIMARY, SHADOW, FeatureValue, LogRecord, PredictionValue, StoreColumns
 from exporter.schema import scalar_text
 
 # Schemaless rows are flattened boundedly: a client must not make records unbounded.
@@ -62,25 +62,22 @@ def build_records(
 ) -> list[LogRecord]:
     records: list[LogRecord] = []
     for exchange in batch.exchanges:
-        features = batch.features.get(exchange.model)
+        features = batch.features_of(exchange)
         columns = store_columns(schemas, exchange.model) if features is not None else None
         rows = _row_features(exchange, features, columns, policy.secret_key)
         issues = _row_issues(exchange, features, len(rows))
         if not _sampled(exchange, issues, policy.sample_rate):
             continue
         item, parsed = exchange.item, exchange.parsed
-        version = (
-            item.path_version
-            or parsed.model_version
-            or versions.get(exchange.model)
-            or policy.default_version
-        )
+        version = _version(exchange, versions, policy)
+        # A shadow's record never replaces the real answer's: an id of its own.
+        suffix = f":shadow:{item.candidate}" if item.role == SHADOW else ""
         predictions = parsed.predictions if len(parsed.predictions) == len(rows) else []
         for index, values in enumerate(rows):
             row = exchange.row_number(index)
             records.append(
                 LogRecord(
-                    id=f"{item.request_id}:{row}",
+                    id=f"{item.request_id}:{row}{suffix}",
                     timestamp=item.received_at,
                     request_id=item.request_id,
                     row=row,
@@ -92,9 +89,26 @@ def build_records(
                     features=_capped(values, policy.record_max_bytes),
                     issues=issues[index],
                     prediction=_prediction(predictions[index]) if predictions else None,
+                    role=item.role,
+                    candidate=item.candidate,
                 )
             )
     return records
+
+
+def _version(exchange: AnalysedExchange, versions: Mapping[str, str], policy: RecordPolicy) -> str:
+    """The primary's: the path's, the response's, the one learned, the setting's. Another
+    route's: what its response says, else the path's, else the route's configured name
+    (never the primary's, which it is not)."""
+    item, parsed = exchange.item, exchange.parsed
+    if item.role != PRIMARY:
+        return parsed.model_version or item.path_version or item.candidate
+    return (
+        item.path_version
+        or parsed.model_version
+        or versions.get(exchange.model)
+        or policy.default_version
+    )
 
 
 def _row_features(

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 FeatureValue = float | str | None
+# Which route answered: the request's one real answer (primary, canary, fallback), or a
+# shadow's copy, which never reached the client.
+ROLES = ("primary", "shadow", "canary", "fallback")
+PRIMARY, SHADOW, CANARY, FALLBACK = ROLES
 LabelValue = str | float | int | bool
 
 
@@ -23,7 +27,7 @@ class PredictionValue:
 
 @dataclass(frozen=True)
 class LogRecord:
-    id: str  # f"{request_id}:{row}": writing it twice stores it once
+    id: str  # f"{request_id}:{row}" (a shadow's: f"{request_id}:{row}:shadow:{candidate}")
     timestamp: float  # epoch seconds (UTC) when the sidecar received the request
     request_id: str
     row: int
@@ -36,6 +40,8 @@ class LogRecord:
     issues: Sequence[str] = ()  # "<kind>:<feature>"
     prediction: PredictionValue | None = None
     label: LabelValue | None = None  # ground truth, when /feedback has sent it
+    role: str = "primary"  # one of ROLES
+    candidate: str = ""  # the configured name of the route that answered; "" for the primary
 
     def to_document(self) -> dict[str, Any]:
         """The record as ARCHITECTURE.md spells it (Elasticsearch source, JSON spool)."""
@@ -50,6 +56,8 @@ class LogRecord:
             "latency_ms": self.latency_ms,
             "features": dict(self.features),
             "issues": list(self.issues),
+            "role": self.role,
+            "candidate": self.candidate,
         }
         if self.prediction is not None:
             document["prediction"] = {

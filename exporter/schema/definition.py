@@ -88,6 +88,8 @@ class Feature:
     categories: tuple[str, ...] | None = None
     log: LogMode = "clear"
     derive: tuple[str, ...] = ()
+    # Categorical only: each window is also evaluated per value (the largest ones).
+    segment: bool = False
 
     def outputs(self) -> list[OutputColumn]:
         if self.type in ("numeric", "integer"):
@@ -171,6 +173,8 @@ def _feature_to_dict(feature: Feature) -> dict[str, Any]:
     out["log"] = False if feature.log == "off" else feature.log
     if feature.derive:
         out["derive"] = list(feature.derive)
+    if feature.segment:  # only when set: older schemas keep their hash
+        out["segment"] = True
     return out
 
 

@@ -29,7 +29,17 @@ from exporter.schema.definition import (
 )
 
 _TOP_KEYS = ("model", "features", "prediction")
-_FEATURE_KEYS = ("name", "source", "type", "nullable", "range", "categories", "log", "derive")
+_FEATURE_KEYS = (
+    "name",
+    "source",
+    "type",
+    "nullable",
+    "range",
+    "categories",
+    "log",
+    "derive",
+    "segment",
+)
 _PREDICTION_KEYS = ("task", "classes", "output", "threshold")
 _SELECTOR_STEP = re.compile(r'\.([^.\[\]"]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
 
@@ -110,7 +120,15 @@ class SchemaParser:
             categories=self._categories(raw.get("categories"), kind, f"{path}.categories"),
             log=self._log(raw.get("log", "clear"), kind, f"{path}.log"),
             derive=self._derive(raw.get("derive"), kind, f"{path}.derive"),
+            segment=self._segment(raw.get("segment", False), kind, f"{path}.segment"),
         )
+
+    def _segment(self, raw: Any, kind: FeatureType, path: str) -> bool:
+        if not isinstance(raw, bool):
+            self.expect(path, "true or false", raw)
+        if raw and kind not in ("categorical", "boolean"):
+            self.fail(path, f"segment: true applies to categorical features, not {kind}")
+        return raw
 
     def _name(self, name: Any, path: str) -> str:
         if not isinstance(name, str) or not name or name.strip() != name:

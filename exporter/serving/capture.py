@@ -85,19 +85,20 @@ class CaptureChannel:
             self._watcher.cancel()
         await self._close_pipes(timeout)
 
-    def offer(self, item: CapturedExchange) -> None:
+    def offer(self, item: CapturedExchange) -> bool:
+        """Whether the exchange was taken (else it is dropped, and counted)."""
         transport = self._transport
         if transport is None or transport.is_closing():
             self._dropped["analysis_down"].inc()
-            return
+            return False
         if self._sent - self._processed_count.value >= self._settings.queue_max_items:
             self._dropped["items"].inc()
-            return
+            return False
         frame = item.frame()
         queued = self._batch_bytes + len(frame)
         if transport.get_write_buffer_size() + queued > self._settings.queue_max_bytes:
             self._dropped["bytes"].inc()
-            return
+            return False
         self._batch.append(frame)
         self._batch_bytes = queued
         self._sent += 1
@@ -107,6 +108,7 @@ class CaptureChannel:
             self._handover = asyncio.get_running_loop().call_later(
                 HANDOVER_INTERVAL_S, self._hand_over
             )
+        return True
 
     def _hand_over(self) -> None:
         if self._handover is not None:

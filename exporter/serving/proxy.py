@@ -20,8 +20,12 @@ from exporter.errors import UpstreamError
 from exporter.metrics import Metrics
 from exporter.serving.capture import CaptureChannel
 from exporter.serving.headers import body_id, response_headers, upstream_headers
+from exporter.serving.naive import NaiveAnswer
 from exporter.serving.protocol import ProxiedRequest
-from exporter.serving.upstream import UpstreamPool, UpstreamResponse
+from exporter.serving.router import Router
+from exporter.serving.shadow import ShadowSender
+from exporter.serving.targets import Target, Targets
+from exporter.serving.upstream import UpstreamResponse
 from exporter.settings import Settings
 from exporter.tally import LabelCap, Tally
 
@@ -44,44 +48,61 @@ class Proxy:
         metrics: Metrics,
         channel: CaptureChannel,
         version_cache: dict[str, str],
+        *,
+        targets: Targets | None = None,
+        router: Router | None = None,
+        naive: NaiveAnswer | None = None,
+        model_label: LabelCap | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._channel = channel
         self._versions = version_cache
-        self._model_label = LabelCap(settings.max_label_values, settings.models)
+        self._model_label = model_label or LabelCap(settings.max_label_values, settings.models)
         self._version_label = LabelCap(settings.max_label_values)
-        self._prefix = settings.upstream_prefix
-        self._host_header = _authority(settings).encode("latin-1")
-        self._children: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
-        self._unresolved: dict[tuple[str, str, str, int], int] = {}
+        self._targets = targets or Targets.from_settings(settings)
+        self._primary = self._targets.primary
+        self._router = router
+        self._naive = naive
+        self._children: dict[tuple[str, str, str, int, str], tuple[Any, ...]] = {}
+        self._unresolved: dict[tuple[str, str, str, int, str], int] = {}
         # Request metrics go through a tally written to the (multiprocess) metric files
         # once a second and before a scrape: in-line they cost 110 µs per request.
         self._tally = Tally()
+        self._shown: set[str] = set()  # models whose route gauges are exported
         self._in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
-        self.pool: UpstreamPool | None = None
+        self._shadow: ShadowSender | None = None
+        if settings.shadow:
+            self._shadow = ShadowSender(
+                settings.shadow,
+                self._targets.shadows,
+                metrics,
+                channel,
+                self._tally,
+                settings.capture_max_bytes,
+            )
 
     def start(self) -> None:
-        """Open the pool and start the metrics flushes; must run on the serving loop."""
+        """Open the pools and start the metrics flushes; must run on the serving loop."""
         self._loop = asyncio.get_running_loop()
         self._schedule_flush()
-        s = self._settings
-        self.pool = UpstreamPool(
-            s.upstream_host,
-            s.upstream_port,
-            connect_timeout=s.connect_timeout_s,
-            read_timeout=s.read_timeout_s,
-            max_idle=s.pool_max_idle,
-        )
+        for target in self._targets.all():
+            target.start()
 
     def stop(self) -> None:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
         self.flush_metrics()
-        if self.pool is not None:
-            self.pool.close()
+        if self._shadow is not None:
+            self._shadow.stop()
+        for target in self._targets.all():
+            target.close()
+
+    @property
+    def router(self) -> Router | None:
+        return self._router
 
     def flush_metrics(self) -> None:
         """Write the tallied request metrics; on the serving loop only."""
@@ -125,28 +146,43 @@ class Proxy:
                 _respond_json(request, 413, {"error": "request body larger than max_request_bytes"})
             return  # or the client has gone
         route = protocols.route(request.path, self._settings.protocol)
+        upstream = self._primary
         forward, client_id, request_headers = upstream_headers(
-            request, self._host_header, self._settings.preserve_host
+            request, upstream.host_header, self._settings.preserve_host
         )
         request_id = client_id or body_id(body, route.protocol) or new_request_id()
         forward.append((b"x-request-id", request_id.encode("latin-1")))
+        trial = failed = False
+        router = self._router
+        if router is not None:
+            model = self._model_label(route.model or self._settings.model or "unknown")
+            upstream, trial = router.pick(model, request, request_id)
+            if upstream.pool is None:  # the naive fallback: the sidecar answers itself
+                await self._answer_naively(request, route, model, request_id, body, started)
+                return
+            if upstream is not self._primary and not self._settings.preserve_host:
+                forward[0] = (b"host", upstream.host_header)
 
-        target = self._prefix + request.raw_path.decode("latin-1")
+        path = request.raw_path.decode("latin-1")
         if request.query:
-            target += "?" + request.query.decode("latin-1")
+            path += "?" + request.query.decode("latin-1")
         self._in_flight += 1
         upstream_started = time.perf_counter()
         response_headers: Headers = []
         try:
-            assert self.pool is not None
-            response = await self.pool.request(request.method, target, forward, body)
+            assert upstream.pool is not None
+            response = await upstream.pool.request(
+                request.method, upstream.prefix + path, forward, body
+            )
             status, response_body, response_headers = await self._relay(
                 response, request_id, request
             )
             upstream_done = time.perf_counter()
+            failed = status >= 500
         except UpstreamError as error:
             upstream_done = time.perf_counter()
-            self._metrics.upstream_errors.labels(error.reason).inc()
+            failed = True
+            self._metrics.upstream_errors.labels(error.reason, upstream.role).inc()
             status, response_body = error.status, b""
             _respond_json(
                 request,
@@ -163,14 +199,17 @@ class Proxy:
         finished = time.perf_counter()
         self._observe(
             route,
+            upstream.role,
             status,
             len(body),
             len(response_body),
             finished - started,
             upstream_done - upstream_started,
         )
+        if router is not None:
+            router.outcome(model, upstream, failed, trial)
         if route.protocol is not None:
-            self._capture(
+            exchange = self._capture(
                 request,
                 route,
                 request_id,
@@ -178,7 +217,40 @@ class Proxy:
                 status,
                 (response_headers, response_body),
                 finished - started,
+                upstream,
             )
+            if self._shadow is not None:
+                self._shadow.copy(
+                    self._model_label(route.model or self._settings.model or "unknown"),
+                    exchange,
+                    body,
+                    path,
+                    forward,
+                    self._settings.preserve_host,
+                )
+
+    async def _answer_naively(
+        self,
+        request: ProxiedRequest,
+        route: protocols.Route,
+        model: str,
+        request_id: str,
+        body: bytes,
+        started: float,
+    ) -> None:
+        """The fallback without a model: a constant answer from the baseline."""
+        assert self._naive is not None and self._router is not None
+        status, answer = self._naive.respond(
+            route.protocol or "", route.model or self._settings.model or model, body
+        )
+        headers = [(b"content-type", b"application/json")]
+        request.respond(status, [*headers, (b"x-request-id", request_id.encode("latin-1"))], answer)
+        elapsed = time.perf_counter() - started
+        naive = self._router.naive
+        self._observe(route, naive.role, status, len(body), len(answer), elapsed, 0.0)
+        if route.protocol is not None:
+            self._capture(request, route, request_id, ([], body), status, (headers, answer),
+                          elapsed, naive)  # fmt: skip
 
     def _capture(
         self,
@@ -189,7 +261,8 @@ class Proxy:
         status: int,
         response: tuple[Headers, bytes],
         latency: float,
-    ) -> None:
+        upstream: Target,
+    ) -> CapturedExchange:
         (request_headers, body), (response_headers, response_body) = received, response
         # Bodies too large to analyse are not queued: they would only hold memory.
         limit = self._settings.capture_max_bytes
@@ -198,25 +271,27 @@ class Proxy:
             oversize, body, response_body = "request", b"", b""
         elif len(response_body) > limit:
             oversize, response_body = "response", b""
-        self._channel.offer(
-            CapturedExchange(
-                received_at=time.time(),
-                request_id=request_id,
-                method=client.method,
-                path=client.path,
-                query=client.query,
-                protocol=route.protocol or "",
-                path_model=route.model,
-                path_version=route.model_version,
-                request_headers=request_headers,
-                request_body=body,
-                status=status,
-                response_headers=response_headers,
-                response_body=response_body,
-                latency_s=latency,
-                oversize=oversize,
-            )
+        exchange = CapturedExchange(
+            received_at=time.time(),
+            request_id=request_id,
+            method=client.method,
+            path=client.path,
+            query=client.query,
+            protocol=route.protocol or "",
+            path_model=route.model,
+            path_version=route.model_version,
+            request_headers=request_headers,
+            request_body=body,
+            status=status,
+            response_headers=response_headers,
+            response_body=response_body,
+            latency_s=latency,
+            oversize=oversize,
+            role=upstream.role,
+            candidate=upstream.name,
         )
+        self._channel.offer(exchange)
+        return exchange
 
     async def _relay(
         self, response: UpstreamResponse, request_id: str, request: ProxiedRequest
@@ -244,16 +319,18 @@ class Proxy:
     def _observe(
         self,
         route: protocols.Route,
+        answered_by: str,
         status: int,
         request_size: int,
         response_size: int,
         total: float,
         upstream: float,
     ) -> None:
-        key = (route.model or "", route.model_version or "", route.protocol or "", status)
+        key = (route.model or "", route.model_version or "", route.protocol or "", status,
+               answered_by)  # fmt: skip
         children = self._children.get(key)
         if children is None:
-            children, version_known = self._make_children(route, status)
+            children, version_known = self._make_children(route, status, answered_by)
             # One rule for the version everywhere (path, else what the model's responses
             # name, else the setting): until the analysis has read a response, the label
             # is not fixed, so the children are looked up again.
@@ -274,27 +351,27 @@ class Proxy:
         tally.observe(req_size, request_size)
         tally.observe(resp_size, response_size)
 
-    def _make_children(self, route: protocols.Route, status: int) -> tuple[tuple[Any, ...], bool]:
+    def _make_children(
+        self, route: protocols.Route, status: int, answered_by: str
+    ) -> tuple[tuple[Any, ...], bool]:
         m = self._metrics
         protocol = route.protocol or _NO_PROTOCOL
         model = self._model_label(route.model or self._settings.model or "unknown")
+        if self._router is not None and model not in self._shown:
+            self._shown.add(model)
+            self._router.state.show(model)
         learned = self._versions.get(model)
         version = route.model_version or learned or self._settings.model_version
         known = bool(route.model_version or learned or route.protocol is None)
         version = self._version_label(version)
         return (
-            m.requests.labels(model, version, protocol, str(status)),
-            m.request_duration.labels(model, protocol),
+            m.requests.labels(model, version, protocol, str(status), answered_by),
+            m.request_duration.labels(model, protocol, answered_by),
             m.upstream_duration.labels(model, protocol),
             m.proxy_overhead.labels(model, protocol),
             m.request_size.labels(model, protocol),
             m.response_size.labels(model, protocol),
         ), known
-
-
-def _authority(settings: Settings) -> str:
-    port = settings.upstream_port
-    return settings.upstream_host if port == 80 else f"{settings.upstream_host}:{port}"
 
 
 def _respond_json(

@@ -150,4 +150,6 @@ def _decode(document: dict[str, Any]) -> LogRecord:
         issues=document["issues"],
         prediction=PredictionValue(**prediction) if prediction is not None else None,
         label=document.get("label"),
+        role=document.get("role", "primary"),
+        candidate=document.get("candidate", ""),
     )

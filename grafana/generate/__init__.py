@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grafana.generate import data_quality, drift, performance, pipeline, predictions, service_health
+from grafana.generate import (
+    data_quality,
+    drift,
+    performance,
+    pipeline,
+    predictions,
+    releases,
+    service_health,
+)
 from grafana.generate.board import Generated, render
 from grafana.generate.kit import ELASTICSEARCH_UID, PROMETHEUS_UID
 
@@ -44,6 +52,7 @@ BUILDERS: tuple[Callable[[], Generated], ...] = (
     data_quality.build,
     performance.build,
     pipeline.build,
+    releases.build,
 )
 # Grafana's own variables, as a test run substitutes them (see `substitute`).
 _VARIABLE = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\$(\w+)|\[\[(\w+)\]\]")

@@ -9,6 +9,12 @@ feature. Up to that many values they are the exact quantiles of the data; beyond
 rank error is about 1/sqrt(100,000) = 0.3%. Equal quantiles (ties, constant features)
 collapse, so a feature may have fewer than `bins` bins. Reference proportions per bin
 come from the same sample.
+
+Labelled reference rows (`baseline.reference`), for estimating performance without
+labels, are kept when a label column is named: with the columns `proba_<class>` for a
+classifier (task from the schema; else binary for one or two such columns, multiclass
+for more), with the prediction column for a regression (the schema's task, or numeric
+label and prediction without probability columns).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Literal, cast
 import numpy as np
 
 from exporter.features.compute import FeatureBatch, compute_table_features
-from exporter.features.table import FloatArray, RawColumn
+from exporter.features.table import FloatArray, RawColumn, RawTable
 from exporter.schema import Feature, Schema, Source, schema_hash
 from stats_service.baseline.contents import (
     FORMAT_VERSION,
@@ -36,6 +42,13 @@ from stats_service.baseline.contents import (
 )
 from stats_service.baseline.files import load_baseline, save_baseline
 from stats_service.baseline.readers import DataReader
+from stats_service.baseline.reference import (
+    PROBABILITY_PREFIX,
+    REFERENCE_ROWS,
+    ReferenceSampler,
+    column_values,
+    probability_columns,
+)
 from stats_service.baseline.sketches import (
     CategoryCounter,
     Moments,
@@ -77,6 +90,8 @@ def build_baseline(
     chunk_rows: int = 50_000,
     progress: Callable[[BuildProgress], None] | None = None,
     hash_key: bytes | None = None,
+    probability_prefix: str = PROBABILITY_PREFIX,
+    reference_rows: int = REFERENCE_ROWS,
 ) -> Baseline:
     """Read `data_path` once and summarise every output column of `schema`.
 
@@ -93,15 +108,24 @@ def build_baseline(
     extra_schemas: dict[str, Schema] = {}
     extra_builders: dict[str, _Builder] = {}
     found: set[str] = set()
+    sampler: ReferenceSampler | None = None
+    probabilities: dict[str, str] = {}
     for table in reader.chunks(chunk_rows):
         if not extra_schemas:  # decided on the first chunk, so every row is counted
             for role, name in extra.items():
                 column = table.columns.get(name)
                 extra_schemas[role] = _column_schema(name, role, schema, column)
                 extra_builders[role] = _Builder(extra_schemas[role], bins, sample_size)
+            probabilities = probability_columns(list(table.columns), probability_prefix)
+            sampler = _reference_sampler(
+                schema, extra_schemas, probabilities, builder.numeric_names, reference_rows
+            )
         found.update(name for name in extra.values() if name in table.columns)
-        features_table = table.without(*extra.values())
-        builder.add(compute_table_features(schema, features_table, hash_key=hash_key))
+        features_table = table.without(*extra.values(), *probabilities.values())
+        batch = compute_table_features(schema, features_table, hash_key=hash_key)
+        builder.add(batch)
+        if sampler is not None and label_column in table.columns:
+            _sample_reference(sampler, table, label_column, prediction_column, batch)
         for role, extra_schema in extra_schemas.items():
             extra_builders[role].add(compute_table_features(extra_schema, table))
         if progress is not None:
@@ -124,7 +148,50 @@ def build_baseline(
         issue_counts=builder.issue_counts,
         prediction=extra_builders["prediction"].features()[0] if prediction_column else None,
         label=extra_builders["label"].features()[0] if label_column else None,
+        reference=None if sampler is None else sampler.result(),
     )
+
+
+def _reference_sampler(
+    schema: Schema,
+    extra_schemas: dict[str, Schema],
+    probabilities: dict[str, str],
+    numeric_names: list[str],
+    capacity: int,
+) -> ReferenceSampler | None:
+    """What to keep of the labelled rows, by task (see the module docstring)."""
+    if "label" not in extra_schemas or capacity < 1:
+        return None
+    spec = schema.prediction
+    task = spec.task if spec is not None else None
+    if task is None and probabilities:
+        task = "binary" if len(probabilities) <= 2 else "multiclass"
+    if task is None and "prediction" in extra_schemas:
+        kinds = {extra.output_columns()[0].kind for extra in extra_schemas.values()}
+        task = "regression" if kinds == {"numeric"} else None
+    if task is None or (task == "regression" and "prediction" not in extra_schemas):
+        return None
+    classes = spec.classes if spec is not None else ()
+    if task == "regression":
+        return ReferenceSampler(task, (), {}, numeric_names, capacity)
+    return ReferenceSampler(task, classes, probabilities, (), capacity)
+
+
+def _sample_reference(
+    sampler: ReferenceSampler,
+    table: RawTable,
+    label_column: str,
+    prediction_column: str | None,
+    batch: FeatureBatch,
+) -> None:
+    n = table.n_rows
+    truth = column_values(table.columns[label_column], n)
+    predicted_column = table.columns.get(prediction_column) if prediction_column else None
+    predicted = [None] * n if predicted_column is None else column_values(predicted_column, n)
+    probabilities = {
+        name: column_values(table.columns[name], n) for name in sampler.probability_columns.values()
+    }
+    sampler.add(truth, predicted, probabilities, batch.numeric)
 
 
 def _column_schema(name: str, role: str, schema: Schema, column: RawColumn | None) -> Schema:

@@ -23,6 +23,7 @@ import numpy as np
 
 from exporter.features.table import FloatArray
 from exporter.schema import Schema
+from stats_service.baseline.reference import ReferenceRows
 
 FORMAT_VERSION = 1
 
@@ -107,6 +108,9 @@ class Baseline:
     # Drift thresholds calibrated by resampling the training data at the live window
     # size: a later issue. None means "not calibrated", never a made-up default.
     thresholds: None = None
+    # Labelled rows with their probabilities (or errors), for estimating performance
+    # without labels (`baseline.reference`); None in baselines built without labels.
+    reference: ReferenceRows | None = None
 
     def feature(self, name: str) -> FeatureBaseline:
         for feature in self.features:

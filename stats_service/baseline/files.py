@@ -3,11 +3,13 @@
 JSON has no infinities: the open ends of numeric bin edges are written as the strings
 "-inf" and "+inf" (always the first and last edge), and missing values in the row sample
 as null. Loading checks every key and reports the first problem as one line:
-`<file>: <key path>: expected ...; got ...`.
+`<file>: <key path>: expected ...; got ...`. The key "reference" (labelled rows for
+estimation, `baseline.reference`) is optional: files written before it load without.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -22,6 +24,8 @@ from stats_service.baseline.contents import (
     FeatureBaseline,
     NumericFeatureBaseline,
 )
+from stats_service.baseline.reference import reference_to_dict
+from stats_service.baseline.reference_check import check_reference
 
 
 def save_baseline(baseline: Baseline, path: str | Path) -> None:
@@ -61,6 +65,11 @@ def baseline_to_dict(baseline: Baseline) -> dict[str, Any]:
         },
         "issue_counts": dict(baseline.issue_counts),
         "thresholds": None,
+        **(
+            {"reference": reference_to_dict(baseline.reference)}
+            if baseline.reference is not None
+            else {}
+        ),
     }
 
 
@@ -109,7 +118,11 @@ def load_baseline(path: str | Path, running_schema: Schema | None = None) -> Bas
             f"{path}: invalid JSON (truncated or corrupted?): {exc.msg} "
             f"at line {exc.lineno} column {exc.colno}"
         ) from exc
-    baseline = BaselineChecker(str(path)).baseline(document)
+    checker = BaselineChecker(str(path))
+    baseline = checker.baseline(document)
+    if isinstance(document, dict) and document.get("reference") is not None:
+        reference = check_reference(checker, document["reference"], baseline)
+        baseline = dataclasses.replace(baseline, reference=reference)
     if running_schema is not None:
         running = schema_hash(running_schema)
         if running != baseline.schema_hash:

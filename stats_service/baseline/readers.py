@@ -1,11 +1,11 @@
 """Training data files read in bounded chunks, as the `RawTable`s feature code reads.
 
 CSV (header line, UTF-8, csv-module dialect) and JSON lines (.jsonl/.ndjson, one object
-per line) are streamed; Parquet needs pyarrow. Memory is one chunk plus one read block,
-whatever the file size. The file's sha256 is computed from the bytes as they are read.
-CSV cells become values through `coerce_csv_cell`, like the sidecar's CSV adapter:
-plain chunks through its vectorised equivalent (`csv_fast`), others through the csv
-module.
+per line) are streamed; Parquet through pyarrow. Memory is a few read blocks and their
+chunks, whatever the file size. The file's sha256 is computed from the bytes as they are
+read. CSV cells become values through `coerce_csv_cell`, like the sidecar's CSV adapter:
+blocks through its pyarrow equivalent (`csv_fast`), the few that pyarrow rejects through
+the csv module.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import csv
 import hashlib
 import importlib
 import io
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,7 +26,7 @@ import numpy as np
 from exporter.features.compute import coerce_csv_cell
 from exporter.features.table import RawColumn, RawTable, rows_to_table
 from stats_service.baseline.contents import BaselineError
-from stats_service.baseline.csv_fast import decode_chunk
+from stats_service.baseline.csv_fast import BlockDecoder
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _BLOCK_BYTES = 8 << 20
@@ -68,33 +70,22 @@ class DataReader:
         self.bytes_read += len(block)
         return block
 
-    def _lines(self, raw: BinaryIO, chunk_rows: int, *, is_csv: bool) -> Iterator[bytes]:
-        """Chunks of at most `chunk_rows` complete lines; for CSV, the header line first.
-
-        A quoted CSV field may span lines: a line break only ends a CSV line where the
-        count of quote characters before it is even. Each block read is scanned once.
-        """
+    def _lines(self, raw: BinaryIO, chunk_rows: int) -> Iterator[bytes]:
+        """Chunks of at most `chunk_rows` complete lines."""
         pending = b""
         cuts = np.empty(0, dtype=np.int64)  # ends of complete lines in `pending`
-        odd_quotes = False  # parity of quote characters in `pending`
-        limit = 1 if is_csv else chunk_rows
         while True:
-            if len(cuts) >= limit:
-                cut = int(cuts[limit - 1]) + 1
+            if len(cuts) >= chunk_rows:
+                cut = int(cuts[chunk_rows - 1]) + 1
                 yield pending[:cut]
-                pending, cuts, limit = pending[cut:], cuts[limit:] - cut, chunk_rows
+                pending, cuts = pending[cut:], cuts[chunk_rows:] - cut
                 continue
             block = self._read(raw)
             if not block:
                 break
             if not len(cuts) and len(pending) > _MAX_RECORD_BYTES:
-                raise BaselineError(f"{self.path}: a record over 64 MiB (unbalanced quotes?)")
-            buf = np.frombuffer(block, dtype=np.uint8)
-            breaks = np.flatnonzero(buf == ord("\n"))
-            if is_csv and (odd_quotes or b'"' in block):
-                quotes = np.cumsum(buf == ord('"')) + odd_quotes
-                breaks = breaks[quotes[breaks] % 2 == 0]
-                odd_quotes = bool(quotes[-1] % 2)
+                raise BaselineError(f"{self.path}: a line over 64 MiB")
+            breaks = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
             cuts = np.concatenate((cuts, breaks + len(pending)))
             pending += block
         if len(cuts):
@@ -104,19 +95,39 @@ class DataReader:
         if pending:
             yield pending + b"\n"  # a last line without a line break
 
+    def _csv_blocks(self, raw: BinaryIO) -> Iterator[bytes]:
+        """The file in blocks of complete CSV lines, about one read block each.
+
+        A quoted field may span lines: a line break only ends a CSV line where the
+        count of quote characters before it (from the block's start, which is a line
+        start) is even.
+        """
+        pending = b""
+        while block := self._read(raw):
+            data = pending + block if pending else block
+            cut = _line_end(data, last=True)
+            if not cut and len(data) > _MAX_RECORD_BYTES:
+                raise BaselineError(f"{self.path}: a record over 64 MiB (unbalanced quotes?)")
+            if cut:
+                yield data[:cut]
+            pending = data[cut:]
+        if pending:
+            yield pending + b"\n"  # a last line without a line break
+
     def _csv_chunks(self, raw: BinaryIO, chunk_rows: int) -> Iterator[RawTable]:
-        lines = self._lines(raw, chunk_rows, is_csv=True)
-        header = self._header(next(lines, b""))
+        blocks = self._csv_blocks(raw)
+        first = next(blocks, b"")
+        end = _line_end(first, last=False) or len(first)
+        header = self._header(first[:end])
+        decoder = BlockDecoder(header)
         rows_before = 0
-        for chunk in lines:
-            columns = decode_chunk(chunk, len(header))
-            if columns is None:
-                table = self._csv_module_chunk(chunk, header, rows_before)
-            else:
-                n_rows = len(columns[0].values)
-                table = RawTable(n_rows, dict(zip(header, columns, strict=True)))
-            rows_before += table.n_rows
-            if table.n_rows:
+        decoded = _decoded_ahead(itertools.chain([first[end:]], blocks), decoder, chunk_rows)
+        for block, fast in decoded:
+            tables = fast
+            if tables is None:
+                tables = _pieces(self._csv_module_chunk(block, header, rows_before), chunk_rows)
+            for table in tables:
+                rows_before += table.n_rows
                 yield table
 
     def _header(self, line: bytes) -> list[str]:
@@ -159,7 +170,7 @@ class DataReader:
 
     def _jsonl_chunks(self, raw: BinaryIO, chunk_rows: int) -> Iterator[RawTable]:
         line_number = 0
-        for chunk in self._lines(raw, chunk_rows, is_csv=False):
+        for chunk in self._lines(raw, chunk_rows):
             rows: list[dict[str, Any]] = []
             for line in self._decode(chunk, "utf-8", f"line {line_number + 1}").split("\n"):
                 line_number += 1
@@ -204,6 +215,50 @@ class DataReader:
             rows_done += batch.num_rows
             self.bytes_read = self.total_bytes * rows_done // total_rows
             yield RawTable(batch.num_rows, columns)
+
+
+def _line_end(data: bytes, *, last: bool) -> int:
+    """The end (past the LF) of the first or last line break outside quotes; 0: none."""
+    if b'"' not in data:
+        return data.rfind(b"\n") + 1 if last else data.find(b"\n") + 1
+    buf = np.frombuffer(data, dtype=np.uint8)
+    breaks = np.flatnonzero(buf == ord("\n"))
+    breaks = breaks[np.cumsum(buf == ord('"'))[breaks] % 2 == 0]
+    if not len(breaks):
+        return 0
+    return int(breaks[-1 if last else 0]) + 1
+
+
+def _decoded_ahead(
+    blocks: Iterator[bytes], decoder: BlockDecoder, chunk_rows: int
+) -> Iterator[tuple[bytes, Iterable[RawTable] | None]]:
+    """Each non-empty block with its tables, the next one read and decoded in a thread
+    meanwhile: hashing, Arrow's parse and casts release the GIL, so they overlap the
+    feature code that runs on the previous block."""
+
+    def step() -> tuple[bytes, Iterable[RawTable] | None] | None:
+        for block in blocks:
+            if block:
+                return block, decoder.decode(block, chunk_rows)
+        return None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlmon-csv") as pool:
+        ahead = pool.submit(step)
+        while (done := ahead.result()) is not None:
+            ahead = pool.submit(step)
+            yield done
+
+
+def _pieces(table: RawTable, chunk_rows: int) -> Iterator[RawTable]:
+    for start in range(0, table.n_rows, chunk_rows):
+        window = slice(start, start + chunk_rows)
+        columns = {
+            name: RawColumn(
+                column.values[window], None if column.present is None else column.present[window]
+            )
+            for name, column in table.columns.items()
+        }
+        yield RawTable(len(range(table.n_rows)[window]), columns)
 
 
 def coerce_cells(cells: list[str]) -> list[Any]:

@@ -38,6 +38,8 @@ class ReservoirSlots:
         self.capacity = capacity
         self.seen = 0
         self._rng = np.random.default_rng(_seed(name))
+        # Per slot, the last draw of the current chunk that chose it; -1 between calls.
+        self._last: IndexArray | None = None
 
     def place(self, count: int) -> tuple[IndexArray, IndexArray]:
         """(positions in the chunk, slots) for a chunk of `count` items, in stream order."""
@@ -48,17 +50,22 @@ class ReservoirSlots:
         slots = np.arange(start, start + direct)
         if direct == count:
             return positions, slots
-        t = np.arange(start + direct, start + count)
-        drawn = np.floor(self._rng.random(len(t)) * (t + 1)).astype(np.intp)
-        kept = drawn < self.capacity
-        positions = np.concatenate((positions, np.flatnonzero(kept) + direct))
-        slots = np.concatenate((slots, drawn[kept]))
+        # Item t's slot is floor(u * (t + 1)); it is kept when that is below capacity,
+        # i.e. when u * (t + 1) is (capacity is an integer). Computed in place: this runs
+        # for every item of every feature.
+        drawn = self._rng.random(count - direct)
+        drawn *= np.arange(start + direct + 1, start + count + 1, dtype=np.float64)
+        kept = np.flatnonzero(drawn < self.capacity)
+        positions = np.concatenate((positions, kept + direct))
+        slots = np.concatenate((slots, drawn[kept].astype(np.intp)))  # floor: u * (t+1) >= 0
         # A later item replacing an earlier one in the same slot must win, as in the
         # sequential algorithm: keep the last occurrence of each slot.
+        if self._last is None:
+            self._last = np.full(self.capacity, -1, dtype=np.intp)
         order = np.arange(len(slots))
-        last = np.full(self.capacity, -1)
-        np.maximum.at(last, slots, order)
-        latest = last[slots] == order
+        np.maximum.at(self._last, slots, order)
+        latest = self._last[slots] == order
+        self._last[slots] = -1
         return positions[latest], slots[latest]
 
 

@@ -43,12 +43,20 @@ held-out mean error (1.1: the error must grow by 10% however large the window, a
 p-value alone would flag negligible changes in big windows), nor below 1e-6 (exactly
 collinear training data leaves an error of 0). A window of a single row, or of fewer rows
 than components, has a threshold like any other: the grid starts at 1 row.
+
+Root cause (`rank_root_cause`), when dataset or multivariate drift is flagged: each PCA
+column's share of the window's excess error (its mean squared residual in the window
+minus that on the held-out half, floored at 0, over the sum of those excesses; the plain
+share of the window's error when no column exceeds its held-out level), listed with the
+feature's univariate detection score, largest share first. Features the PCA does not use
+(categorical, constant) come after, ranked by whether they drifted and their score.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -56,10 +64,10 @@ import numpy.typing as npt
 from exporter.features.table import BoolArray, FloatArray
 from stats_service.baseline.contents import Baseline
 from stats_service.checks.drift.calibration import upper_rank
-from stats_service.checks.results import MultivariateResult
+from stats_service.checks.results import FeatureContribution, FeatureDrift, MultivariateResult
 from stats_service.windows.spec import ROW_SAMPLE_CAP
 
-__all__ = ["PcaModel", "Projection", "fit_pca", "fit_projection"]
+__all__ = ["PcaModel", "Projection", "fit_pca", "fit_projection", "rank_root_cause"]
 
 VARIANCE = 0.9
 FALSE_ALARM_RATE = 0.01
@@ -84,10 +92,14 @@ class Projection:
     components: FloatArray
     explained: float  # share of the fit data's variance the components explain
 
+    def residuals(self, z: FloatArray) -> FloatArray:
+        centred = z - self.center
+        result: FloatArray = centred - (centred @ self.components.T) @ self.components
+        return result
+
     def errors(self, z: FloatArray) -> FloatArray:
         """Per row of `z`, the mean squared residual over the columns."""
-        centred = z - self.center
-        residual = centred - (centred @ self.components.T) @ self.components
+        residual = self.residuals(z)
         result: FloatArray = np.mean(residual * residual, axis=1)
         return result
 
@@ -121,6 +133,8 @@ class PcaModel:
     floor: float
     baseline_error: float  # held-out mean error
     false_alarm_rate: float
+    # Per used column, its mean squared residual on the held-out half.
+    baseline_column_errors: FloatArray = field(default_factory=lambda: np.empty(0))
 
     @property
     def used_columns(self) -> tuple[str, ...]:
@@ -153,15 +167,19 @@ class PcaModel:
         informative = np.isfinite(rows[:, self.used]).any(axis=1)
         if not informative.any():
             return None
-        errors = self.projection.errors(self.standardise(rows[informative]))
+        residual = self.projection.residuals(self.standardise(rows[informative]))
+        squared = residual * residual
+        errors = np.mean(squared, axis=1)
         error = float(errors.mean())
         threshold = self.threshold(len(errors))
+        columns = squared.mean(axis=0).tolist()
         return MultivariateResult(
             error=error,
             threshold=threshold,
             components=self.components,
             samples=len(errors),
             detected=error > threshold,
+            column_errors=tuple(zip(self.used_columns, columns, strict=True)),
         )
 
 
@@ -207,7 +225,9 @@ def fit_pca(
     projection = fit_projection(z[fit], variance)
     if projection is None:
         return None
-    held_errors = projection.errors(z[held_out])
+    held_residual = projection.residuals(z[held_out])
+    held_squared = held_residual * held_residual
+    held_errors = held_squared.mean(axis=1)
     baseline_error = float(held_errors.mean())
     floor = max(floor_ratio * baseline_error, ABSOLUTE_FLOOR)
     sizes, quantiles = _calibrate(held_errors, false_alarm_rate, replicates, max_window, floor, rng)
@@ -222,7 +242,46 @@ def fit_pca(
         floor=floor,
         baseline_error=baseline_error,
         false_alarm_rate=false_alarm_rate,
+        baseline_column_errors=held_squared.mean(axis=0),
     )
+
+
+def rank_root_cause(
+    features: Sequence[FeatureDrift],
+    multivariate: MultivariateResult | None,
+    pca: PcaModel | None,
+) -> tuple[FeatureContribution, ...]:
+    """The features explaining a flagged drift, strongest first (module docstring)."""
+    shares: dict[str, float] = {}
+    if multivariate is not None and pca is not None and multivariate.column_errors:
+        names = [name for name, _ in multivariate.column_errors]
+        window = np.array([value for _, value in multivariate.column_errors])
+        excess = np.maximum(window - pca.baseline_column_errors, 0.0)
+        basis = excess if excess.sum() > 0 else window
+        total = float(basis.sum())
+        if total > 0:
+            shares = {name: float(v) / total for name, v in zip(names, basis, strict=True)}
+    ranked: list[FeatureContribution] = []
+    for drift in features:
+        method = drift.method(drift.detection_method)
+        ranked.append(
+            FeatureContribution(
+                feature=drift.feature,
+                error_share=shares.get(drift.feature),
+                method=drift.detection_method,
+                score=None if method is None else method.score,
+                detected=drift.detected,
+            )
+        )
+    ranked.sort(
+        key=lambda c: (
+            c.error_share is None,
+            -(c.error_share or 0.0),
+            not c.detected,
+            -(c.score or 0.0),
+        )
+    )
+    return tuple(ranked)
 
 
 def _column_moments(matrix: FloatArray) -> tuple[FloatArray, FloatArray, BoolArray]:

@@ -32,12 +32,19 @@ probabilities. ROC AUC and log loss are reported when every used row has one (so
 every metric is over the same rows), ROC AUC only when both classes are in the truth.
 Log loss clips p to [eps, 1 - eps] (eps of float64), as scikit-learn does.
 
-Multiclass: accuracy, and precision, recall and F1 macro-averaged over the classes
-present in the truth or the predictions (a class the model never predicts has precision
-0, one never true recall 0: scikit-learn's `average="macro", zero_division=0`). ROC AUC
-and log loss would need every class's probability, which the log does not hold: absent.
-A predicted label missing for a row is taken from an integral `predicted_value` as a
-class index (into `spec.classes` when given), as the sidecar does.
+When the model returned a probability per class (`Labelled.probabilities`), a binary
+task takes the positive class's from there first.
+
+Multiclass (`checks.classification`): accuracy; precision, recall and F1 macro-averaged
+over the classes present in the truth or the predictions (a class the model never
+predicts has precision 0, one never true recall 0: scikit-learn's `average="macro",
+zero_division=0`), `f1_macro` (= `f1`) and `f1_weighted`; `precision_<class>` and
+`recall_<class>` for the schema's classes only (so their number is bounded); and, when
+every used row carries a probability for every class of the list (the schema's classes,
+else those seen), one-vs-rest ROC AUC and log loss. A predicted label missing for a row
+is taken from an integral `predicted_value` as a class index (into `spec.classes` when
+given), as the sidecar does. Classifiers also get the confusion matrix (truth by
+prediction; a binary task's is negative/positive).
 
 Regression: MAE and RMSE of `predicted_value` against the numeric truth (booleans are
 0/1, texts are read as numbers).
@@ -55,20 +62,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import rankdata
 
 from exporter.features.table import BoolArray, FloatArray
 from exporter.records import LabelValue
 from exporter.schema import PredictionSpec
 from stats_service.baseline.task_inference import canonical_label, infer_task
+from stats_service.checks.classification import (
+    binary_roc_auc,
+    confusion_matrix,
+    count_metrics,
+    log_loss,
+    per_class_metrics,
+    roc_auc_ovr,
+)
 from stats_service.checks.results import PerformanceResult
 from stats_service.windows.summary import Labelled
 
-__all__ = ["canonical_label", "evaluate_performance"]
+__all__ = ["canonical_label", "evaluate_performance", "positive_probability"]
 
 _EPS = float(np.finfo(np.float64).eps)
 DEFAULT_THRESHOLD = 0.5
@@ -85,8 +99,9 @@ def evaluate_performance(
     values = _aligned_floats(labelled.predicted_value, count, "predicted_value")
     scores = _aligned_floats(labelled.score, count, "score")
     labels = _aligned_labels(labelled.predicted_label, count)
+    probabilities = _aligned_probabilities(labelled.probabilities, count)
     if spec is not None:
-        return _evaluate(spec, labelled.truth, labels, values, scores)
+        return _evaluate(spec, labelled.truth, labels, values, scores, probabilities)
     predictions = [
         label if label is not None else (None if math.isnan(value) else value)
         for label, value in zip(labels, values.tolist(), strict=True)
@@ -96,7 +111,7 @@ def evaluate_performance(
     inferred = infer_task(labelled.truth, predictions)
     if inferred.spec is None:
         return None
-    result = _evaluate(inferred.spec, labelled.truth, labels, values, scores)
+    result = _evaluate(inferred.spec, labelled.truth, labels, values, scores, probabilities)
     return dataclasses.replace(result, task_source="inferred", task_reason=inferred.reason)
 
 
@@ -106,13 +121,14 @@ def _evaluate(
     labels: list[str | None],
     values: FloatArray,
     scores: FloatArray,
+    probabilities: dict[str, FloatArray],
 ) -> PerformanceResult:
     if spec.task == "regression":
         return _regression(truth, values)
     classes = tuple(canonical_label(c) or c for c in spec.classes)
     if spec.task == "binary":
-        return _binary(truth, labels, values, scores, classes, spec.threshold)
-    return _multiclass(truth, labels, values, classes)
+        return _binary(truth, labels, values, scores, probabilities, classes, spec.threshold)
+    return _multiclass(truth, labels, values, probabilities, classes)
 
 
 def _aligned_floats(values: FloatArray, count: int, name: str) -> FloatArray:
@@ -122,6 +138,17 @@ def _aligned_floats(values: FloatArray, count: int, name: str) -> FloatArray:
     if len(values) != count:
         raise ValueError(f"labelled.{name} has {len(values)} values for {count} rows")
     return np.asarray(values, dtype=np.float64)
+
+
+def _aligned_probabilities(
+    probabilities: Mapping[str, FloatArray], count: int
+) -> dict[str, FloatArray]:
+    aligned: dict[str, FloatArray] = {}
+    for name, column in probabilities.items():
+        if len(column) != count:
+            raise ValueError(f"labelled.probabilities[{name!r}] has {len(column)} values")
+        aligned[canonical_label(name) or name] = np.asarray(column, dtype=np.float64)
+    return aligned
 
 
 def _aligned_labels(labels: Sequence[str | None], count: int) -> list[str | None]:
@@ -157,13 +184,17 @@ def _binary(
     labels: list[str | None],
     values: FloatArray,
     scores: FloatArray,
+    probabilities: dict[str, FloatArray],
     classes: tuple[str, ...],
     threshold: float | None,
 ) -> PerformanceResult:
     actual = [canonical_label(value) for value in truth]
     positive = _positive_class(classes, actual, labels)
     cutoff = DEFAULT_THRESHOLD if threshold is None else threshold
-    probability = _positive_probability(labels, values, scores, positive)
+    probability = positive_probability(labels, values, scores, positive)
+    given = probabilities.get(positive)
+    if given is not None:
+        probability = np.where(_is_probability(given), given, probability)
     used_rows: list[int] = []
     predicted: list[bool] = []
     for i, (true_label, label) in enumerate(zip(actual, labels, strict=True)):
@@ -180,14 +211,31 @@ def _binary(
     y_true: BoolArray = np.array([actual[i] == positive for i in used_rows], dtype=bool)
     y_pred: BoolArray = np.array(predicted, dtype=bool)
     metrics: dict[str, float] = {}
+    confusion = None
     if len(rows):
         metrics.update(_binary_counts_metrics(y_true, y_pred))
         p = probability[rows]
         if not np.isnan(p).any():
             if y_true.any() and not y_true.all():
-                metrics["roc_auc"] = _roc_auc(y_true, p)
+                metrics["roc_auc"] = binary_roc_auc(y_true, p)
             metrics["log_loss"] = _log_loss(y_true, p)
-    return PerformanceResult(task="binary", samples=len(rows), metrics=metrics)
+        negative = _negative_class(classes, actual, labels, positive)
+        confusion = confusion_matrix(
+            y_true.astype(np.intp), y_pred.astype(np.intp), (negative, positive)
+        )
+    return PerformanceResult(task="binary", samples=len(rows), metrics=metrics, confusion=confusion)
+
+
+def _negative_class(
+    classes: tuple[str, ...], actual: list[str | None], labels: list[str | None], positive: str
+) -> str:
+    """The name the negative row of a binary confusion matrix goes by."""
+    if len(classes) == 2:
+        return classes[0]
+    others = {label for label in (*actual, *labels) if label is not None} - {positive}
+    if others <= {"0"}:
+        return "0"
+    return others.pop() if len(others) == 1 else "__other__"
 
 
 def _positive_class(
@@ -201,7 +249,7 @@ def _positive_class(
     return max(seen)
 
 
-def _positive_probability(
+def positive_probability(
     labels: list[str | None], values: FloatArray, scores: FloatArray, positive: str
 ) -> FloatArray:
     """Per row, the positive-class probability, NaN when the row does not give one."""
@@ -233,14 +281,6 @@ def _binary_counts_metrics(y_true: BoolArray, y_pred: BoolArray) -> dict[str, fl
     return metrics
 
 
-def _roc_auc(y_true: BoolArray, p: FloatArray) -> float:
-    # Mann-Whitney U over average ranks: ties between classes count one half.
-    ranks: npt.NDArray[np.float64] = rankdata(p)
-    n_pos = int(np.count_nonzero(y_true))
-    n_neg = len(y_true) - n_pos
-    return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def _log_loss(y_true: BoolArray, p: FloatArray) -> float:
     clipped = np.clip(p, _EPS, 1.0 - _EPS)
     return float(-np.mean(np.where(y_true, np.log(clipped), np.log1p(-clipped))))
@@ -250,35 +290,51 @@ def _multiclass(
     truth: Sequence[LabelValue],
     labels: list[str | None],
     values: FloatArray,
+    probabilities: dict[str, FloatArray],
     classes: tuple[str, ...],
 ) -> PerformanceResult:
     pairs: list[tuple[str, str]] = []
-    for true_value, label, value in zip(truth, labels, values, strict=True):
+    used: list[int] = []
+    for i, (true_value, label, value) in enumerate(zip(truth, labels, values, strict=True)):
         true_label = canonical_label(true_value)
         predicted = label if label is not None else _class_from_index(value, classes)
         if true_label is not None and predicted is not None:
             pairs.append((true_label, predicted))
-    metrics: dict[str, float] = {}
-    if pairs:
-        names, codes = np.unique(np.array(pairs, dtype=object).astype(str), return_inverse=True)
-        codes = codes.reshape(len(pairs), 2)
-        y_true, y_pred = codes[:, 0], codes[:, 1]
-        hit = y_true == y_pred
-        n = len(names)
-        tp = np.bincount(y_true[hit], minlength=n).astype(np.float64)
-        predicted_count = np.bincount(y_pred, minlength=n).astype(np.float64)
-        true_count = np.bincount(y_true, minlength=n).astype(np.float64)
-        # Every class here is true or predicted at least once, so 2tp + fp + fn > 0.
-        precision = np.divide(tp, predicted_count, out=np.zeros(n), where=predicted_count > 0)
-        recall = np.divide(tp, true_count, out=np.zeros(n), where=true_count > 0)
-        f1 = 2 * tp / (predicted_count + true_count)
-        metrics = {
-            "accuracy": float(np.mean(hit)),
-            "precision": float(np.mean(precision)),
-            "recall": float(np.mean(recall)),
-            "f1": float(np.mean(f1)),
-        }
-    return PerformanceResult(task="multiclass", samples=len(pairs), metrics=metrics)
+            used.append(i)
+    if not pairs:
+        return PerformanceResult(task="multiclass", samples=0)
+    seen = {name for pair in pairs for name in pair}
+    names = list(classes) + sorted(seen - set(classes))
+    code = {name: i for i, name in enumerate(names)}
+    y_true = np.array([code[t] for t, _ in pairs], dtype=np.intp)
+    y_pred = np.array([code[p] for _, p in pairs], dtype=np.intp)
+    metrics = count_metrics(y_true, y_pred, len(names))
+    metrics.update(per_class_metrics(y_true, y_pred, names, classes))
+    scored = names if not classes else list(classes)
+    matrix = _probability_matrix(probabilities, scored, np.array(used, dtype=np.intp))
+    if matrix is not None and len(scored) == len(names):
+        auc = roc_auc_ovr(y_true, matrix)
+        if auc is not None:
+            metrics["roc_auc"] = auc
+        metrics["log_loss"] = log_loss(y_true, matrix)
+    return PerformanceResult(
+        task="multiclass",
+        samples=len(pairs),
+        metrics=metrics,
+        confusion=confusion_matrix(y_true, y_pred, names),
+    )
+
+
+def _probability_matrix(
+    probabilities: dict[str, FloatArray], classes: Sequence[str], rows: npt.NDArray[np.intp]
+) -> FloatArray | None:
+    """The rows' probabilities in `classes` order; None unless every one is given."""
+    if not probabilities or any(name not in probabilities for name in classes):
+        return None
+    matrix = np.column_stack([probabilities[name][rows] for name in classes])
+    if not _is_probability(matrix).all():
+        return None
+    return matrix
 
 
 def _class_from_index(value: float, classes: tuple[str, ...]) -> str | None:

@@ -58,12 +58,27 @@ class FeatureQuality:
 
 
 @dataclass(frozen=True)
+class FeatureContribution:
+    """One feature's part in a multivariate or dataset drift (`checks.multivariate`)."""
+
+    feature: str
+    # Share of the window's excess reconstruction error; None: the PCA does not use it.
+    error_share: float | None
+    method: str | None  # the feature's univariate detection method and score, next to it
+    score: float | None
+    detected: bool
+
+
+@dataclass(frozen=True)
 class MultivariateResult:
     error: float  # mean squared reconstruction error per row, standardised units
     threshold: float
     components: int
     samples: int
     detected: bool
+    # Per PCA column, the window's mean squared residual (standardised units), in the
+    # order of `PcaModel.used_columns`: what the root-cause ranking splits the error by.
+    column_errors: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,69 @@ class PerformanceResult:
     # (stats_service.baseline.task_inference), `task_reason` saying from what.
     task_source: TaskSource = "schema"
     task_reason: str = ""
+    confusion: ConfusionMatrix | None = None  # classifiers: truth by predicted label
+
+
+@dataclass(frozen=True)
+class ConfusionMatrix:
+    """counts[i][j]: rows whose truth is classes[i] and prediction classes[j]. Classes
+    beyond the cap are pooled as "__other__" (`checks.classification`)."""
+
+    classes: tuple[str, ...]
+    counts: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class EstimatedMetric:
+    metric: str  # accuracy | precision | recall | f1 | roc_auc | mae | rmse
+    value: float
+    # The band the reference's sampling error allows at this window's size around the
+    # reference's realised value; outside it the window is flagged (`alert`).
+    lower: float
+    upper: float
+    reference: float
+    sampling_error: float
+    alert: bool
+    threshold: float | None = None  # estimation.thresholds: alert below it too
+
+
+@dataclass(frozen=True)
+class EstimatedPerformance:
+    """Performance estimated without labels (`checks.estimation`). No metric at all
+    comes with `reason` saying why (no probabilities, no reference rows, ...)."""
+
+    task: str
+    method: str  # cbpe | direct_loss | none
+    samples: int  # rows the estimate is over
+    metrics: tuple[EstimatedMetric, ...] = ()
+    calibration: str = ""  # cbpe: isotonic | platt | none, and why
+    reason: str = ""
+    notes: tuple[str, ...] = ()  # rows left out or repaired (unseen class, renormalised)
+
+    def metric(self, name: str) -> EstimatedMetric | None:
+        return next((m for m in self.metrics if m.metric == name), None)
+
+
+@dataclass(frozen=True)
+class LabelCoverage:
+    labelled: int  # rows of the window whose ground truth has arrived
+    rows: int
+    ratio: float
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """One segment of a window (`checks.segments`): a value of a `segment: true` feature,
+    or "__other__" for the values beyond the largest K."""
+
+    feature: str
+    segment: str
+    rows: int
+    drift_share: float | None = None
+    drifted: tuple[str, ...] = ()
+    missing_ratio: float | None = None  # mean over the features
+    performance: PerformanceResult | None = None
+    estimated_performance: EstimatedPerformance | None = None
 
 
 @dataclass(frozen=True)
@@ -94,3 +172,10 @@ class WindowResult:
     performance: PerformanceResult | None = None
     drift_share: float | None = None
     dataset_drift: bool | None = None
+    estimated_performance: EstimatedPerformance | None = None
+    label_coverage: LabelCoverage | None = None
+    segments: tuple[SegmentResult, ...] = ()
+    # Per metric, the segment doing worst ("feature=value"), for the report and alerts.
+    worst_segments: tuple[tuple[str, str], ...] = ()
+    # When dataset or multivariate drift is flagged: the features explaining it, strongest first.
+    root_cause: tuple[FeatureContribution, ...] = ()

@@ -1,5 +1,7 @@
 """A data file as a window, for `mlmon-stats report`: the offline twin of a live window.
 
+Columns `proba_<class>` are the model's probability of each class (for estimating
+performance without labels), as in the baseline's training data.
 The file goes through the same feature code as the baseline (`compute_table_features`)
 and becomes the same `Window` a SQLite read gives, so `summarize_window` and every
 statistic after it are the live service's own.
@@ -8,6 +10,7 @@ statistic after it are the live service's own.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from exporter.features.table import FloatArray, RawColumn
 from exporter.store.sqlite.read import Window
 from stats_service.baseline.contents import Baseline, BaselineError, NumericFeatureBaseline
 from stats_service.baseline.readers import DataReader
+from stats_service.baseline.reference import column_values, probability_columns, to_float
 from stats_service.windows.sqlite import summarize_window
 from stats_service.windows.summary import WindowSummary
 
@@ -65,12 +69,19 @@ def read_file(
     categorical: dict[str, list[str | None]] = {name: [] for name in categorical_names}
     extras: dict[str, list[Any]] = {role: [] for role in named}
     rows = 0
+    probabilities: dict[str, list[float]] = {}
     for table in DataReader(path).chunks(CHUNK_ROWS):
         for role, column in named.items():
             if column not in table.columns:
                 raise BaselineError(f"{path}: {role} column {column!r} is not in the data")
             extras[role].extend(_values(table.columns[column], table.n_rows))
-        batch = compute_table_features(schema, table.without(*named.values()), hash_key=hash_key)
+        # A column per class, `proba_<class>`, as for the baseline (`baseline.reference`).
+        by_class = probability_columns(list(table.columns))
+        for name, column in by_class.items():
+            values = column_values(table.columns[column], table.n_rows)
+            probabilities.setdefault(name, [math.nan] * rows).extend(map(to_float, values))
+        skipped = [*named.values(), *by_class.values()]
+        batch = compute_table_features(schema, table.without(*skipped), hash_key=hash_key)
         nan = np.full(table.n_rows, np.nan)
         numeric.append(np.column_stack([batch.numeric.get(n, nan) for n in numeric_names]))
         for name in categorical_names:
@@ -93,6 +104,7 @@ def read_file(
             for v in extras.get("label", [None] * rows)
         ],
         timestamps=np.zeros(rows),
+        probabilities={name: np.array(values) for name, values in probabilities.items()},
     )
 
 

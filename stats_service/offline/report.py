@@ -1,4 +1,8 @@
-"""Results for people: JSON (`/api/v1/report`, `report --json`) and a terminal table."""
+"""Results for people: JSON (`/api/v1/report`, `report --json`) and a terminal table.
+
+The JSON of a window holds every result field: `estimated_performance` (performance
+without labels), `performance.confusion`, `label_coverage`, `segments`,
+`worst_segments` and `root_cause` among them."""
 
 from __future__ import annotations
 
@@ -7,7 +11,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from stats_service.checks.results import FeatureDrift, PerformanceResult, WindowResult
+from stats_service.checks.comparison import CandidateComparison
+from stats_service.checks.results import (
+    ConfusionMatrix,
+    FeatureDrift,
+    PerformanceResult,
+    WindowResult,
+)
 from stats_service.service.runner import Evaluation
 
 
@@ -26,7 +36,15 @@ def evaluation_to_dict(evaluation: Evaluation | None) -> dict[str, Any]:
         "duration_s": evaluation.duration_s,
         "errors": evaluation.errors,
         "results": [result_to_dict(result) for result in evaluation.results],
+        "comparisons": [_comparison_to_dict(c) for c in evaluation.comparisons],
     }
+
+
+def _comparison_to_dict(comparison: CandidateComparison) -> dict[str, Any]:
+    document = dataclasses.asdict(comparison)
+    document["start"] = _iso(comparison.start_ts)
+    document["end"] = _iso(comparison.end_ts)
+    return document
 
 
 def evaluation_time(evaluation: Evaluation) -> str:
@@ -93,7 +111,56 @@ def render_table(result: WindowResult) -> str:
         )
     if result.performance is not None:
         lines.append(_performance_line(result.performance))
+        if result.performance.confusion is not None:
+            lines += _confusion_lines(result.performance.confusion)
+    lines += model_health_lines(result)
     return "\n".join(lines)
+
+
+def model_health_lines(result: WindowResult) -> list[str]:
+    """Estimated performance, label coverage, worst segments, root cause."""
+    lines: list[str] = []
+    estimated = result.estimated_performance
+    if estimated is not None:
+        if estimated.metrics:
+            cells = ", ".join(
+                f"{m.metric} {m.value:.4g} [{m.lower:.4g}, {m.upper:.4g}]"
+                + (" ALERT" if m.alert else "")
+                for m in estimated.metrics
+            )
+            lines.append(f"  estimated ({estimated.method}) on {estimated.samples:,} rows: {cells}")
+        else:
+            lines.append(f"  estimated performance: none ({estimated.reason})")
+        lines += [f"    note: {note}" for note in estimated.notes]
+    if result.label_coverage is not None and result.label_coverage.rows:
+        coverage = result.label_coverage
+        lines.append(
+            f"  labels: {coverage.labelled:,} of {coverage.rows:,} rows ({coverage.ratio:.1%})"
+        )
+    if result.worst_segments:
+        worst = ", ".join(f"{metric}: {segment}" for metric, segment in result.worst_segments)
+        lines.append(f"  worst segment by {worst}")
+    if result.root_cause:
+        cells = ", ".join(
+            f"{c.feature} {_percent(c.error_share)} of the error ({c.method} {_number(c.score)})"
+            for c in result.root_cause[:5]
+        )
+        lines.append(f"  drift explained by: {cells}")
+    return lines
+
+
+def _confusion_lines(confusion: ConfusionMatrix) -> list[str]:
+    width = max(len(name) for name in (*confusion.classes, "truth"))
+    cell = max(width, *(len(str(c)) for row in confusion.counts for c in row))
+    header = "truth".ljust(width) + " " + " ".join(c.rjust(cell) for c in confusion.classes)
+    rows = [
+        name.ljust(width) + " " + " ".join(str(c).rjust(cell) for c in counts)
+        for name, counts in zip(confusion.classes, confusion.counts, strict=True)
+    ]
+    return [
+        "  confusion (rows: truth, columns: predicted)",
+        *(f"    {line}" for line in [header, *rows]),
+    ]
 
 
 def _performance_line(performance: PerformanceResult) -> str:

@@ -11,12 +11,15 @@ results; the dashboards' and rules' tests read the same declarations.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from stats_service.checks.comparison import CandidateComparison
 from stats_service.checks.results import FeatureDrift, WindowResult
 from stats_service.service.runner import ModelContext, Runner
 
@@ -38,6 +41,14 @@ BASELINE_INFO = Family(
     "mlmon_baseline_info",
     "The baseline each model is compared with (value 1).",
     ("model", "schema_hash", "data_sha256", "created_at"),
+)
+# Staleness: a model trained long ago on an old baseline decays silently. The served
+# version's age needs no gauge here: the sidecar's first-seen timestamp gives it
+# (alert MlmonModelVersionStale).
+BASELINE_AGE = Family(
+    "mlmon_baseline_age_seconds",
+    "Seconds since the baseline was built (its created_at).",
+    ("model",),
 )
 BASELINE_MISSING = Family(
     "mlmon_baseline_missing_ratio",
@@ -137,6 +148,91 @@ PREDICTION_DETECTED = Family(
     "1 when the prediction distribution's drift is above its threshold.",
     (*WINDOW, "method"),
 )
+CANDIDATE = ("model", "candidate", "window")
+CANDIDATE_SAMPLES = Family(
+    "mlmon_candidate_samples",
+    "Answers compared, per side: role primary, or the candidate's (shadow: its pairs with "
+    "the primary's answers to the same request rows; canary: each side's own answers).",
+    (*CANDIDATE, "role"),
+)
+CANDIDATE_AGREEMENT = Family(
+    "mlmon_candidate_agreement_ratio",
+    "Share of a shadow's answers with the same predicted label as the primary's.",
+    CANDIDATE,
+)
+CANDIDATE_ABS_DIFF = Family(
+    "mlmon_candidate_mean_abs_diff",
+    "Mean absolute difference between a shadow's and the primary's prediction value or "
+    "score (field) for the same request rows.",
+    (*CANDIDATE, "field"),
+)
+CANDIDATE_DISTANCE = Family(
+    "mlmon_candidate_prediction_distance",
+    "Distance between the candidate's and the primary's prediction distributions, by method.",
+    (*CANDIDATE, "method"),
+)
+CANDIDATE_PERFORMANCE = Family(
+    "mlmon_candidate_performance",
+    "Quality of each side (role primary, or the candidate's) over its labelled answers.",
+    (*CANDIDATE, "role", "metric"),
+)
+ESTIMATED = Family(
+    "mlmon_estimated_performance",
+    "Model quality estimated without labels (CBPE for classifiers, direct loss for "
+    "regressions), by metric.",
+    (*WINDOW, "metric"),
+)
+ESTIMATED_LOWER = Family(
+    "mlmon_estimated_performance_lower",
+    "Lower end of the band the reference's sampling error allows at this window's size.",
+    (*WINDOW, "metric"),
+)
+ESTIMATED_UPPER = Family(
+    "mlmon_estimated_performance_upper",
+    "Upper end of the band the reference's sampling error allows at this window's size.",
+    (*WINDOW, "metric"),
+)
+ESTIMATED_ALERT = Family(
+    "mlmon_estimated_performance_alert",
+    "1 when the estimate left its band or crossed estimation.thresholds.",
+    (*WINDOW, "metric"),
+)
+ESTIMATED_THRESHOLD = Family(
+    "mlmon_estimated_performance_threshold",
+    "The configured estimation.thresholds value of the metric.",
+    (*WINDOW, "metric"),
+)
+ESTIMATED_SAMPLES = Family(
+    "mlmon_estimated_performance_samples", "Rows the estimate is over.", WINDOW
+)
+LABEL_COVERAGE = Family(
+    "mlmon_label_coverage_ratio", "Share of the window's rows whose ground truth arrived.", WINDOW
+)
+SEGMENT = (*WINDOW, "feature", "segment")
+SEGMENT_ROWS = Family(
+    "mlmon_segment_rows",
+    "Rows of the segment (a segment feature's largest values, the rest as __other__).",
+    SEGMENT,
+)
+SEGMENT_DRIFT_SHARE = Family(
+    "mlmon_segment_drift_share", "Share of features drifted within the segment.", SEGMENT
+)
+SEGMENT_PERFORMANCE = Family(
+    "mlmon_segment_performance",
+    "Model quality within the segment, over its labelled rows.",
+    (*SEGMENT, "metric"),
+)
+SEGMENT_ESTIMATED = Family(
+    "mlmon_segment_estimated_performance",
+    "Model quality within the segment, estimated without labels.",
+    (*SEGMENT, "metric"),
+)
+ROOT_CAUSE_SHARE = Family(
+    "mlmon_drift_root_cause_share",
+    "When dataset or multivariate drift is flagged: the feature's share of the excess "
+    "PCA reconstruction error.",
+    FEATURE,
+)
 # Every family above, in declaration order: what /metrics may carry besides the counters.
 FAMILIES = tuple(value for value in tuple(globals().values()) if isinstance(value, Family))
 # Counters, from the runner's own counts (exposed with _total).
@@ -175,6 +271,7 @@ class StatsCollector(Collector):
             baseline = context.baseline
             identity = (model, baseline.schema_hash, baseline.data.sha256, baseline.created_at)
             out.add(BASELINE_INFO, identity, 1.0)
+            out.add(BASELINE_AGE, (model,), _age(baseline.created_at))
             for feature in baseline.features:
                 out.add(BASELINE_MISSING, (model, feature.name), feature.missing_rate)
         evaluation = self.runner.latest
@@ -183,6 +280,8 @@ class StatsCollector(Collector):
             out.add(EVALUATION_DURATION, (), evaluation.duration_s)
             for result in evaluation.results:
                 _window(out, result)
+            for comparison in evaluation.comparisons:
+                _comparison(out, comparison)
         yield from out.families.values()
         counts = {
             "mlmon_evaluations": self.runner.evaluations_total,
@@ -190,6 +289,15 @@ class StatsCollector(Collector):
         }
         for name, help_text in COUNTERS.items():
             yield CounterMetricFamily(name, help_text, value=counts[name])
+
+
+def _age(created_at: str) -> float | None:
+    """Seconds since an ISO 8601 UTC time; None (no sample) when it does not parse."""
+    try:
+        created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, time.time() - created.timestamp())
 
 
 def _window(out: _Samples, result: WindowResult) -> None:
@@ -229,6 +337,50 @@ def _window(out: _Samples, result: WindowResult) -> None:
         out.add(PERFORMANCE_SAMPLES, labels, result.performance.samples)
         for metric, value in result.performance.metrics.items():
             out.add(PERFORMANCE, (*labels, metric), value)
+    _model_health(out, labels, result)
+
+
+def _model_health(out: _Samples, labels: tuple[str, str], result: WindowResult) -> None:
+    """Estimates, label coverage, segments (at most K + 1 per segment feature), root cause."""
+    if result.estimated_performance is not None:
+        out.add(ESTIMATED_SAMPLES, labels, result.estimated_performance.samples)
+        for estimate in result.estimated_performance.metrics:
+            values = (*labels, estimate.metric)
+            out.add(ESTIMATED, values, estimate.value)
+            out.add(ESTIMATED_LOWER, values, estimate.lower)
+            out.add(ESTIMATED_UPPER, values, estimate.upper)
+            out.add(ESTIMATED_ALERT, values, float(estimate.alert))
+            out.add(ESTIMATED_THRESHOLD, values, estimate.threshold)
+    if result.label_coverage is not None:
+        out.add(LABEL_COVERAGE, labels, result.label_coverage.ratio)
+    for segment in result.segments:
+        where = (*labels, segment.feature, segment.segment)
+        out.add(SEGMENT_ROWS, where, segment.rows)
+        out.add(SEGMENT_DRIFT_SHARE, where, segment.drift_share)
+        for metric, value in segment.performance.metrics.items() if segment.performance else ():
+            out.add(SEGMENT_PERFORMANCE, (*where, metric), value)
+        if segment.estimated_performance is not None:
+            for estimate in segment.estimated_performance.metrics:
+                out.add(SEGMENT_ESTIMATED, (*where, estimate.metric), estimate.value)
+    for contribution in result.root_cause:
+        out.add(ROOT_CAUSE_SHARE, (*labels, contribution.feature), contribution.error_share)
+
+
+def _comparison(out: _Samples, comparison: CandidateComparison) -> None:
+    labels = (comparison.model, comparison.candidate, comparison.window)
+    out.add(CANDIDATE_SAMPLES, (*labels, "primary"), comparison.primary_samples)
+    out.add(CANDIDATE_SAMPLES, (*labels, comparison.role), comparison.candidate_samples)
+    out.add(CANDIDATE_AGREEMENT, labels, comparison.agreement)
+    for field, value in comparison.mean_abs_diff.items():
+        out.add(CANDIDATE_ABS_DIFF, (*labels, field), value)
+    for method in comparison.distance:
+        out.add(CANDIDATE_DISTANCE, (*labels, method.method), method.score)
+    for role, performance in (
+        ("primary", comparison.primary_performance),
+        (comparison.role, comparison.candidate_performance),
+    ):
+        for metric, value in performance.metrics.items() if performance else ():
+            out.add(CANDIDATE_PERFORMANCE, (*labels, role, metric), value)
 
 
 def _drift(

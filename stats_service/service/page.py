@@ -4,7 +4,9 @@ Per model and window of the latest evaluation, per feature (and the prediction):
 baseline's and the window's shares over the same bins as overlaid bars in an inline
 SVG, and the detection score against its threshold; each window's share of drifted
 features coloured by what it means (`verdict_level`). Plain HTML and SVG, no script, no
-external resource; it refreshes itself.
+external resource; it refreshes itself. Above the cards: performance estimated without
+labels next to the realised one, the confusion matrix, the worst segments and the
+features explaining a flagged drift.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Literal
 
 from stats_service.checks.results import FeatureDrift, Histogram, WindowResult
 from stats_service.offline.report import evaluation_time
+from stats_service.service.page_candidates import render_comparisons
 from stats_service.service.runner import Evaluation
 
 VerdictLevel = Literal["ok", "warning", "alert"]
@@ -32,6 +35,8 @@ h1{font-size:20px}h2{font-size:17px;margin-top:28px}
 .verdict.ok{color:#2e7d32}.verdict.warning{color:#b26a00;font-weight:600}
 .verdict.alert{color:#c62828;font-weight:600}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px}
+.candidates{border-collapse:collapse;background:#fff;font-size:13px}
+.candidates th,.candidates td{border:1px solid #ddd;padding:4px 8px;text-align:left}
 """
 
 
@@ -52,6 +57,7 @@ def render_page(evaluation: Evaluation | None) -> str:
         '<span style="background:#1e88e5;opacity:.7"></span>window</span></p>',
     ]
     parts += [_window(result) for result in evaluation.results]
+    parts.append(render_comparisons(evaluation.comparisons))
     return "".join(parts) + "</body></html>"
 
 
@@ -73,7 +79,67 @@ def _window(result: WindowResult) -> str:
         *([result.prediction] if result.prediction is not None else []),
     ]
     cards = "".join(_card(drift) for drift in drifts)
-    return f"<h2>{title}{verdict}</h2><div class='grid'>{cards}</div>"
+    return f"<h2>{title}{verdict}</h2>{_health(result)}<div class='grid'>{cards}</div>"
+
+
+def _health(result: WindowResult) -> str:
+    """Estimated and realised performance side by side, the confusion matrix, the worst
+    segments and what explains a drift."""
+    parts: list[str] = []
+    estimated = result.estimated_performance
+    realised = result.performance.metrics if result.performance is not None else {}
+    if estimated is not None and estimated.metrics:
+        rows = "".join(
+            f"<tr data-metric='{escape(m.metric)}'><td>{escape(m.metric)}</td>"
+            f"<td>{m.value:.4f}</td><td>{m.lower:.4f} - {m.upper:.4f}</td>"
+            f"<td>{_optional(realised.get(m.metric))}</td><td>"
+            + ("<span class='flag'>ALERT</span>" if m.alert else "<span class='ok'>ok</span>")
+            + "</td></tr>"
+            for m in estimated.metrics
+        )
+        parts.append(
+            "<table class='estimated'><caption>estimated without labels "
+            f"({escape(estimated.method)}, {estimated.samples:,} rows)</caption>"
+            "<tr><th>metric</th><th>estimated</th>"
+            f"<th>band</th><th>realised</th><th></th></tr>{rows}</table>"
+        )
+    elif estimated is not None:
+        parts.append(f"<p class='meta'>No estimated performance: {escape(estimated.reason)}</p>")
+    if result.label_coverage is not None:
+        parts.append(f"<p class='meta'>Labels: {result.label_coverage.ratio:.1%} of rows.</p>")
+    confusion = result.performance.confusion if result.performance is not None else None
+    if confusion is not None:
+        head = "".join(f"<th>{escape(c)}</th>" for c in confusion.classes)
+        body = "".join(
+            f"<tr><th>{escape(name)}</th>" + "".join(f"<td>{c:,}</td>" for c in counts) + "</tr>"
+            for name, counts in zip(confusion.classes, confusion.counts, strict=True)
+        )
+        parts.append(
+            "<table class='confusion'><caption>confusion (rows: truth, columns: predicted)"
+            f"</caption><tr><th></th>{head}</tr>{body}</table>"
+        )
+    if result.worst_segments:
+        items = "".join(
+            f"<li>{escape(metric)}: <b>{escape(segment)}</b></li>"
+            for metric, segment in result.worst_segments
+        )
+        parts.append(f"<div class='meta'>Worst segment by<ul>{items}</ul></div>")
+    if result.root_cause:
+        items = "".join(
+            f"<li>{escape(c.feature)}: {_share(c.error_share)} of the excess error; "
+            f"{escape(c.method or '-')} {_optional(c.score)}</li>"
+            for c in result.root_cause[:5]
+        )
+        parts.append(f"<div class='meta root-cause'>Drift explained by<ol>{items}</ol></div>")
+    return "".join(parts)
+
+
+def _optional(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def verdict_level(result: WindowResult) -> VerdictLevel:

@@ -17,14 +17,18 @@ from dataclasses import dataclass
 
 from stats_service.baseline.contents import Baseline
 from stats_service.baseline.files import load_baseline
+from stats_service.checks.comparison import CandidateComparison, compare_candidate
 from stats_service.checks.drift.calibration import Calibration, calibrate
 from stats_service.checks.drift.features import evaluate_features
 from stats_service.checks.drift.settings import DriftSettings
+from stats_service.checks.estimation.estimate import Estimator, fit_estimator
+from stats_service.checks.model_health import add_model_health
 from stats_service.checks.multivariate import PcaModel, fit_pca
 from stats_service.checks.performance import evaluate_performance
 from stats_service.checks.quality import evaluate_quality
 from stats_service.checks.results import WindowResult
 from stats_service.settings import DriftSection, StatsSettings, WindowSpec
+from stats_service.windows.candidates import CandidateReader
 from stats_service.windows.spec import WindowReader
 from stats_service.windows.summary import WindowSummary
 
@@ -43,6 +47,8 @@ class ModelContext:
     pca: PcaModel | None
     dataset_share: float
     min_samples: int
+    # Estimates performance without labels; a sentence when the baseline cannot.
+    estimator: Estimator | str = "no estimator prepared"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class Evaluation:
     duration_s: float
     results: tuple[WindowResult, ...] = ()
     errors: int = 0  # windows the store could not serve, or that failed to evaluate
+    # Shadow and canary models against the primary, per model and window.
+    comparisons: tuple[CandidateComparison, ...] = ()
 
 
 def drift_settings(section: DriftSection) -> DriftSettings:
@@ -86,6 +94,15 @@ def prepare_model(
         pca=pca,
         dataset_share=settings.drift.dataset_share,
         min_samples=settings.min_samples,
+        estimator=(
+            fit_estimator(
+                baseline,
+                calibration=settings.estimation.calibration,
+                thresholds=settings.estimation.thresholds,
+            )
+            if settings.estimation.enabled
+            else "estimation.enabled is false"
+        ),
     )
 
 
@@ -115,7 +132,7 @@ def evaluate_window(context: ModelContext, summary: WindowSummary) -> WindowResu
         context.baseline, summary, context.calibration, context.drift
     )
     share = sum(f.detected for f in features) / len(features) if features else None
-    return WindowResult(
+    result = WindowResult(
         **common,  # type: ignore[arg-type]
         status="ok",
         features=features,
@@ -125,6 +142,9 @@ def evaluate_window(context: ModelContext, summary: WindowSummary) -> WindowResu
         performance=evaluate_performance(context.baseline.schema.prediction, summary.labelled),
         drift_share=share,
         dataset_drift=None if share is None else share >= context.dataset_share,
+    )
+    return add_model_health(
+        result, summary, context.estimator, context.pca, lambda part: evaluate_window(context, part)
     )
 
 
@@ -137,11 +157,13 @@ class Runner:
         windows: Sequence[WindowSpec],
         reader: WindowReader,
         *,
+        candidates: CandidateReader | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.contexts = dict(contexts)
         self.windows = tuple(windows)
         self.reader = reader
+        self.candidates = candidates
         self.clock = clock
         self.latest: Evaluation | None = None
         self.errors_total = 0
@@ -151,6 +173,7 @@ class Runner:
         started = self.clock()
         begun = time.perf_counter()
         results: list[WindowResult] = []
+        comparisons: list[CandidateComparison] = []
         errors = 0
         for model, context in self.contexts.items():
             for spec in self.windows:
@@ -161,7 +184,19 @@ class Runner:
                     errors += 1
                     log.warning("evaluating %s window %s failed: %s", model, spec.name, exc)
                     results.append(_failed(model, spec, started, exc))
-        evaluation = Evaluation(started, time.perf_counter() - begun, tuple(results), errors)
+                if self.candidates is not None:
+                    try:
+                        comparisons += compare_candidates(context, spec, self.candidates, started)
+                    except Exception as exc:  # nor a failing comparison the windows
+                        errors += 1
+                        log.warning("comparing %s candidates failed: %s", model, exc)
+        evaluation = Evaluation(
+            started,
+            time.perf_counter() - begun,
+            tuple(results),
+            errors,
+            comparisons=tuple(comparisons),
+        )
         self.latest = evaluation
         self.errors_total += errors
         self.evaluations_total += 1
@@ -172,6 +207,18 @@ class Runner:
             begun = time.monotonic()
             self.evaluate_once()
             stop.wait(max(0.0, interval_s - (time.monotonic() - begun)))
+
+
+def compare_candidates(
+    context: ModelContext, spec: WindowSpec, reader: CandidateReader, now: float
+) -> list[CandidateComparison]:
+    baseline = context.baseline
+    return [
+        compare_candidate(
+            window, baseline.prediction, baseline.schema.prediction, context.min_samples
+        )
+        for window in reader.read_candidates(context.model, spec, now)
+    ]
 
 
 def _failed(model: str, spec: WindowSpec, now: float, exc: Exception) -> WindowResult:

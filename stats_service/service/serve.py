@@ -20,11 +20,13 @@ def serve(settings: StatsSettings) -> None:
     from stats_service.service.app import create_app
     from stats_service.service.runner import Runner, prepare_models
     from stats_service.windows import open_window_reader
+    from stats_service.windows.candidates import open_candidate_reader
 
     begun = time.perf_counter()
     contexts = prepare_models(settings)
     reader = open_window_reader(settings.store, **dataclasses.asdict(settings.elasticsearch))
-    runner = Runner(contexts, settings.window_specs, reader)
+    candidates = open_candidate_reader(settings.store)
+    runner = Runner(contexts, settings.window_specs, reader, candidates=candidates)
     print(
         f"mlmon-stats: {len(contexts)} model(s) prepared in {time.perf_counter() - begun:.1f} s; "
         f"serving http://{settings.host}:{settings.port}, windows {', '.join(settings.windows)} "
@@ -51,6 +53,8 @@ def serve(settings: StatsSettings) -> None:
         stop.set()
         loop.join(STOP_TIMEOUT_S)
         reader.close()
+        if candidates is not None:
+            candidates.close()
 
 
 def _redacted(url: str) -> str:

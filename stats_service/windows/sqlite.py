@@ -36,6 +36,13 @@ from stats_service.baseline.contents import (
     NumericFeatureBaseline,
 )
 from stats_service.settings import WindowSpec
+from stats_service.windows.predictions import (
+    labelled_probabilities,
+    prediction_rows,
+    row_predictions,
+    sample_indices,
+)
+from stats_service.windows.segments import segment_features, split
 from stats_service.windows.spec import ROW_SAMPLE_CAP, check_spec, decode_label
 from stats_service.windows.summary import (
     CategoricalSummary,
@@ -147,8 +154,10 @@ def summarize_window(
     start_ts: float,
     end_ts: float,
     row_sample_cap: int = ROW_SAMPLE_CAP,
+    segments: bool = True,
 ) -> WindowSummary:
-    """A window read from SQLite, on the baseline's bins (see `stats_service.windows.spec`)."""
+    """A window read from SQLite, on the baseline's bins (see `stats_service.windows.spec`);
+    with `segments`, also each segment's (`windows.segments`)."""
     prediction: ColumnSummary | None = None
     if isinstance(baseline.prediction, NumericFeatureBaseline):
         prediction = summarize_numeric(window.prediction_value, baseline.prediction)
@@ -164,6 +173,17 @@ def summarize_window(
         prediction=prediction,
         row_sample=_row_sample(window, baseline.row_sample.columns, row_sample_cap),
         labelled=_labelled(window),
+        predictions=prediction_rows(window),
+        row_predictions=row_predictions(window, row_sample_cap),
+        segments={
+            feature: {
+                value: summarize_window(
+                    part, baseline, name, start_ts, end_ts, row_sample_cap, False
+                )
+                for value, part in split(window, feature).items()
+            }
+            for feature in (segment_features(baseline) if segments else ())
+        },
     )
 
 
@@ -217,9 +237,7 @@ def _as_stored(feature: NumericFeatureBaseline) -> NumericFeatureBaseline:
 def _row_sample(window: Window, columns: tuple[str, ...], cap: int) -> FloatArray:
     """Whole rows of `columns` (NaN where missing or not stored), a uniform subsample
     without replacement when the window has more than `cap`; the same rows every time."""
-    rows = np.arange(window.count)
-    if window.count > cap:
-        rows = np.sort(np.random.default_rng(0).choice(window.count, cap, replace=False))
+    rows = sample_indices(window.count, cap)
     sample = np.full((len(rows), len(columns)), np.nan)
     for j, name in enumerate(columns):
         if name in window.numeric_names:
@@ -238,4 +256,5 @@ def _labelled(window: Window) -> Labelled:
         predicted_value=np.asarray(window.prediction_value[which], dtype=np.float64),
         predicted_label=tuple(window.prediction_label[i] for i in which.tolist()),
         score=np.asarray(window.prediction_score[which], dtype=np.float64),
+        probabilities=labelled_probabilities(window, which),
     )

@@ -29,6 +29,9 @@ from stats_service.baseline.contents import NumericFeatureBaseline
 FloatArray = npt.NDArray[np.float64]
 # Two-sample tests on more values than this add time, not information.
 SAMPLE_CAP = 100_000
+# Rows of `PredictionRows`: an estimate over 100,000 rows has a sampling error far
+# below any band it is compared with.
+PREDICTION_CAP = 100_000
 
 
 def _empty() -> FloatArray:
@@ -78,10 +81,29 @@ class Labelled:
     predicted_value: FloatArray = field(default_factory=_empty)  # NaN = none
     predicted_label: tuple[str | None, ...] = ()
     score: FloatArray = field(default_factory=_empty)  # NaN = none
+    # Class -> each row's probability of it (NaN = not given); empty: no row had any.
+    probabilities: Mapping[str, FloatArray] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
         return len(self.truth)
+
+
+@dataclass(frozen=True)
+class PredictionRows:
+    """What the model answered for the window's rows, labelled or not: every row, or a
+    uniform sample of PREDICTION_CAP of them (`rows` counts them all). What estimates
+    performance without labels (`checks.estimation`)."""
+
+    rows: int = 0
+    value: FloatArray = field(default_factory=_empty)  # NaN = none
+    label: tuple[str | None, ...] = ()
+    score: FloatArray = field(default_factory=_empty)  # NaN = none
+    probabilities: Mapping[str, FloatArray] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.label)
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,11 @@ class WindowSummary:
     # Whole rows of the baseline's `row_sample.columns`, NaN = missing (multivariate checks).
     row_sample: FloatArray = field(default_factory=lambda: np.empty((0, 0)))
     labelled: Labelled = field(default_factory=Labelled)
+    predictions: PredictionRows = field(default_factory=PredictionRows)
+    # The prediction value of each `row_sample` row (NaN = none): direct-loss estimates.
+    row_predictions: FloatArray = field(default_factory=_empty)
+    # `segment: true` feature -> its largest segments' summaries (`windows.segments`).
+    segments: Mapping[str, Mapping[str, WindowSummary]] = field(default_factory=dict)
 
 
 def summarize_numeric(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from exporter.analysis.protocols.base import (
 )
 from exporter.features.compute import FeatureBatch, compute_features, compute_table_features
 from exporter.schema import Schema, parse_schema
+from stats_service.baseline import readers
 from stats_service.baseline.readers import DataReader
 
 KEY = b"0123456789abcdef-test-key"
@@ -199,3 +201,65 @@ def test_the_golden_rows_exercise_every_type_and_issue() -> None:
     assert batch.categorical["email_domain"][0] == batch.categorical["email_domain"][3]
     assert batch.categorical["email_domain"][0] != "a.org"  # hashed, never in clear
     assert batch.numeric["pixels.max"].tolist() == [255, 4, 9, 1]
+
+
+# Cells where a fast CSV reader could part from the live path's csv module and
+# `coerce_csv_cell`. Some a float parser reads too, but not as Python does (NaN
+# spellings Python refuses, ints past 2**53, overflow); others it refuses (underscores,
+# words, whitespace only). Also quotes, booleans in several spellings, many categories.
+READ_AS_FLOATS = ["1e400", "NaN", "nan(1)", "-0", "9007199254740993", " 7", "inf", "-Infinity"]
+REFUSED = ["", "  ", "1_000", '"3.5"', "x", "0.30000000000000004", "12e-3"]
+TRICKY_COUNTS = ["3", "3.0", "1e1", "", "x", "12345678901234567890", "2.5"]
+BOOLEANS = ["true", "false", "TRUE", "False", "1", "0", "", "yes", "1.0"]
+
+
+# Numbers as categories (ids): a float cannot stand for 9007199254740993 there.
+TRICKY = parse_schema(
+    {"features": [*SCALAR_FEATURES, {"name": "zip", "type": "categorical", "nullable": True}]},
+    "tricky.yaml",
+)
+
+
+def tricky_csv(n_rows: int, seed: int = 4) -> bytes:
+    """Plain numbers first (later blocks then read them as numbers), then a few cells a
+    float parser reads, then all kinds of tricky cells."""
+    rng = random.Random(seed)
+    lines = ["amount,count,member,country,email_domain,comment,zip"]
+    for i in range(n_rows):
+        part = 3 * i // n_rows
+        amount, count = repr(rng.uniform(-10, 2000)), str(rng.randint(0, 12))
+        zip_code = str(rng.randint(0, 99999))
+        if part == 1 and rng.random() < 0.05:
+            amount = zip_code = rng.choice(READ_AS_FLOATS)
+        elif part == 2 and rng.random() < 0.2:
+            amount = zip_code = rng.choice(READ_AS_FLOATS + REFUSED)
+            count = rng.choice(TRICKY_COUNTS)
+        country = rng.choice(["fr", "de", "us", f"k{rng.randint(0, 4000)}", '"fr,de"'])
+        comment = rng.choice(["ok", "", '"two\nlines"', '"say ""hi"""', "  spaced  "])
+        email = rng.choice(["a.org", "b.com", ""])
+        member = rng.choice(BOOLEANS)
+        lines.append(f"{amount},{count},{member},{country},{email},{comment},{zip_code}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_tricky_csv_cells_equal_the_live_csv_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = tricky_csv(3000)
+    path = tmp_path / "train.csv"
+    path.write_bytes(body)
+    monkeypatch.setattr(readers, "_BLOCK_BYTES", 4096)  # many blocks, typed after the first
+    tables = list(DataReader(path).chunks(700))
+    assert len(tables) > 20
+    live = serving("mlflow", "/invocations", body, TRICKY, content_type="text/csv")
+    offset = 0
+    for table in tables:
+        train = compute_table_features(TRICKY, table, hash_key=KEY)
+        rows = slice(offset, offset + table.n_rows)
+        for name, values in train.numeric.items():
+            np.testing.assert_array_equal(live.numeric[name][rows], values, err_msg=name)
+        for name, texts in train.categorical.items():
+            assert live.categorical[name][rows] == texts, name
+        assert live.issues[rows] == train.issues
+        offset += table.n_rows
+    assert offset == live.n_rows == 3000

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from exporter.records import ROLES
 from exporter.store.elasticsearch.config import epoch_millis
 
 FloatArray = npt.NDArray[np.float64]
@@ -63,7 +64,46 @@ def as_bins(name: str, spec: Sequence[float] | Bins) -> Bins:
     return bins
 
 
-def window_query(start_ts: float, end_ts: float, start_key: float | None = None) -> dict[str, Any]:
+def window_query(
+    start_ts: float,
+    end_ts: float,
+    start_key: float | None = None,
+    *,
+    role: str | None = None,
+    candidate: str | None = None,
+) -> dict[str, Any]:
+    """The window's records; by default every one but the shadows' (see `routed`)."""
+    return routed(_dated_window(start_ts, end_ts, start_key), role, candidate)
+
+
+def routed(query: dict[str, Any], role: str | None, candidate: str | None) -> dict[str, Any]:
+    """`query`'s records answered by a route: by default every record but the shadows'
+    (a shadow's record repeats the primary's inputs; counting both would count each
+    request twice); a role (one of ROLES) and a candidate (a route's configured name)
+    select exactly those. Records written before routes existed have neither field and
+    count as the primary's."""
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
+    filters = [query]
+    must_not = [{"term": {"role": "shadow"}}] if role is None else []
+    if role is not None:
+        filters.append(_keyword_or_absent("role", role, "primary"))
+    if candidate is not None:
+        filters.append(_keyword_or_absent("candidate", candidate, ""))
+    if len(filters) == 1 and not must_not:
+        return query
+    return {"bool": {"filter": filters, "must_not": must_not}}
+
+
+def _keyword_or_absent(field: str, value: str, default: str) -> dict[str, Any]:
+    term = {"term": {field: value}}
+    if value != default:
+        return term
+    absent = {"bool": {"must_not": [{"exists": {"field": field}}]}}
+    return {"bool": {"should": [term, absent], "minimum_should_match": 1}}
+
+
+def _dated_window(start_ts: float, end_ts: float, start_key: float | None) -> dict[str, Any]:
     if start_key is None:
         return {"bool": {"filter": [dated_range(start_ts, end_ts)]}}
     start = epoch_millis(start_ts)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.store.base import StoreUnavailable
-from exporter.store.elasticsearch.aggregations import scaled, window_query
+from exporter.store.elasticsearch.aggregations import routed, scaled, window_query
 from exporter.store.elasticsearch.config import epoch_millis
 
 Search = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -35,13 +35,20 @@ class WindowStart:
 
 
 def locate_newest(
-    search: Search, model: str, rows: int, end_ts: float, max_result_window: int
+    search: Search,
+    model: str,
+    rows: int,
+    end_ts: float,
+    max_result_window: int,
+    *,
+    role: str | None = None,
+    candidate: str | None = None,
 ) -> WindowStart:
     """Where the model's newest `rows` records with a timestamp before `end_ts` begin
     (see the module's documentation); a model without records starts at `end_ts`."""
     if rows < 1:
         raise ValueError(f"rows: expected at least 1, got {rows}")
-    before_end = window_query(-math.inf, end_ts)
+    before_end = window_query(-math.inf, end_ts, role=role, candidate=candidate)
     request = {
         "query": before_end,
         "size": 0,
@@ -64,7 +71,7 @@ def locate_newest(
         search, model, before_end, "@timestamp", 1, first_ms, epoch_millis(end_ts), rows
     )
     need = rows - above  # of the records at exactly `ms`
-    at_ms = {"bool": {"filter": [{"term": {"@timestamp": ms}}]}}
+    at_ms = routed({"bool": {"filter": [{"term": {"@timestamp": ms}}]}}, role, candidate)
     if need <= max_result_window:
         key = _nth(search, model, at_ms, need)[1]
     else:

@@ -3,7 +3,9 @@
 Field types (ARCHITECTURE.md "The logged record"):
 
 - `@timestamp`: `date`, format `epoch_millis` (integer milliseconds; see `epoch_millis`).
-- `request_id`, `model`, `model_version`, `protocol`, `issues`, `prediction.label`: `keyword`.
+- `request_id`, `model`, `model_version`, `protocol`, `issues`, `prediction.label`, `role`,
+  `candidate`: `keyword` (`role`: primary, shadow, canary or fallback; older records have
+  none and count as primary).
 - `row`, `status`: `integer`; `latency_ms`, `prediction.value`, `prediction.score`: `double`.
 - `features.<numeric>`: `double`; `features.<categorical>`: `keyword`.
 - `label` (ground truth: a class name, a number or a boolean): `keyword`, holding the JSON
@@ -56,6 +58,8 @@ def mappings(columns: StoreColumns) -> dict[str, Any]:
             "model": _KEYWORD,
             "model_version": _KEYWORD,
             "protocol": _KEYWORD,
+            "role": _KEYWORD,
+            "candidate": _KEYWORD,
             "status": _INTEGER,
             "latency_ms": _DOUBLE,
             "features": {"type": "object", "dynamic": True, "properties": features},

@@ -135,8 +135,17 @@ class ElasticsearchReader:
     def from_url(cls, url: str, **options: Any) -> ElasticsearchReader:
         return cls(config_from_url(url, **options))
 
-    def count_window(self, model: str, start_ts: float, end_ts: float) -> int:
-        return self._count(model, window_query(start_ts, end_ts))
+    def count_window(
+        self,
+        model: str,
+        start_ts: float,
+        end_ts: float,
+        *,
+        role: str | None = None,
+        candidate: str | None = None,
+    ) -> int:
+        """Records in the window; by default every one but the shadows'."""
+        return self._count(model, window_query(start_ts, end_ts, role=role, candidate=candidate))
 
     def aggregate_window(
         self,
@@ -152,10 +161,14 @@ class ElasticsearchReader:
         labelled_rows: int = 0,
         start_key: float | None = None,
         max_categories: int | None = None,
+        role: str | None = None,
+        candidate: str | None = None,
     ) -> EsWindow:
         """Counts of the window's records; `sample_size` rows of `sample_columns` (default:
         the numeric features); at most `labelled_rows` labelled records. With `start_key`
-        (from `locate_newest`), records at exactly `start_ts` count only from that key."""
+        (from `locate_newest`), records at exactly `start_ts` count only from that key.
+        Every record but the shadows', unless a `role` or `candidate` is asked for
+        (`aggregations.routed`)."""
         bins = {name: as_bins(name, spec) for name, spec in numeric_edges.items()}
         numeric = list(bins)
         columns = tuple(numeric if sample_columns is None else sample_columns)
@@ -163,7 +176,7 @@ class ElasticsearchReader:
         wanted = bool(columns) or sample_prediction
         size = min(max(sample_size, 0), self.max_result_window) if wanted else 0
         terms_size = self.max_categories if max_categories is None else max_categories
-        query = window_query(start_ts, end_ts, start_key)
+        query = window_query(start_ts, end_ts, start_key, role=role, candidate=candidate)
         request: dict[str, Any] = {
             "query": query,
             "size": size,
@@ -211,11 +224,22 @@ class ElasticsearchReader:
             else LabelledRows(),
         )
 
-    def locate_newest(self, model: str, rows: int, end_ts: float) -> WindowStart:
+    def locate_newest(
+        self,
+        model: str,
+        rows: int,
+        end_ts: float,
+        *,
+        role: str | None = None,
+        candidate: str | None = None,
+    ) -> WindowStart:
         """Where the model's newest `rows` records with a timestamp before `end_ts` begin
-        (see the module's documentation); a model without records starts at `end_ts`."""
+        (see the module's documentation); a model without records starts at `end_ts`.
+        Records selected as `aggregate_window` selects them."""
         search: Search = lambda request: self._search(model, request)  # noqa: E731
-        return locate_newest(search, model, rows, end_ts, self.max_result_window)
+        return locate_newest(
+            search, model, rows, end_ts, self.max_result_window, role=role, candidate=candidate
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -32,8 +32,9 @@ import orjson
 
 from exporter.records import FeatureValue, LabelValue, LogRecord, PredictionValue, StoreColumns
 
-# Bumped when the tables change incompatibly; stored in PRAGMA user_version.
-FORMAT_VERSION = 1
+# Bumped when the tables change; stored in PRAGMA user_version. Older files are migrated
+# when opened (MIGRATIONS).
+FORMAT_VERSION = 2
 SEPARATOR = "\x1f"
 MISSING = "\x1e"
 # A category holding a control character the encoding uses is stored with U+FFFD there.
@@ -62,12 +63,16 @@ SCHEMA = (
         layout           INTEGER,           -- layouts.version, NULL: document only
         vector           BLOB NOT NULL,     -- see the module's documentation
         categorical      TEXT,              -- NULL when there is no categorical feature
+        role             TEXT NOT NULL DEFAULT 'primary',  -- records.ROLES
+        candidate        TEXT NOT NULL DEFAULT '',         -- route name; '' for the primary
         document         TEXT NOT NULL      -- last: window reads never need it
     )""",
     # Covering: a window read walks this index alone, in (model, ts) order, and never
-    # the table with its large documents (which took a third of a 1M-row fetch).
+    # the table with its large documents (which took a third of a 1M-row fetch); the
+    # route of a row is in it, so that leaving shadows out costs no table lookup.
     """CREATE INDEX IF NOT EXISTS records_window
-        ON records (model, ts, layout, vector, categorical, prediction_label, label)""",
+        ON records (model, ts, role, candidate, layout, vector, categorical,
+                    prediction_label, label)""",
     # Ground truth that arrived before its record, joined in when the record comes.
     """CREATE TABLE IF NOT EXISTS pending_labels (
         id    TEXT PRIMARY KEY,
@@ -76,17 +81,26 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS pending_labels_ts ON pending_labels (ts)",
 )
+# From the format of a PRAGMA user_version to the next one; run before SCHEMA.
+MIGRATIONS = {
+    1: (
+        "ALTER TABLE records ADD COLUMN role TEXT NOT NULL DEFAULT 'primary'",
+        "ALTER TABLE records ADD COLUMN candidate TEXT NOT NULL DEFAULT ''",
+        "DROP INDEX IF EXISTS records_window",  # SCHEMA creates it with the route in it
+    ),
+}
 UPSERT = """
 INSERT INTO records (id, model, model_version, ts, status, prediction_value,
-    prediction_label, prediction_score, label, issues, layout, vector, categorical, document)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    prediction_label, prediction_score, label, issues, layout, vector, categorical, role,
+    candidate, document)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     model = excluded.model, model_version = excluded.model_version, ts = excluded.ts,
     status = excluded.status, prediction_value = excluded.prediction_value,
     prediction_label = excluded.prediction_label, prediction_score = excluded.prediction_score,
     label = coalesce(excluded.label, records.label), issues = excluded.issues,
     layout = excluded.layout, vector = excluded.vector, categorical = excluded.categorical,
-    document = excluded.document
+    role = excluded.role, candidate = excluded.candidate, document = excluded.document
 """
 _NO_PREDICTION = PredictionValue()
 
@@ -174,6 +188,8 @@ def record_rows(
                 None if layout is None else layout.version,
                 vector,
                 text,
+                record.role,
+                record.candidate,
                 # Features are floats, text or None (no label here): orjson encodes them all.
                 orjson.dumps(document).decode(),
             )

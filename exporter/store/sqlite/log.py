@@ -31,6 +31,7 @@ from exporter.records import GroundTruth, LabelValue, LogRecord, StoreColumns
 from exporter.store.sqlite.errors import unavailable_on_transient
 from exporter.store.sqlite.format import (
     FORMAT_VERSION,
+    MIGRATIONS,
     SCHEMA,
     UPSERT,
     Layout,
@@ -186,11 +187,21 @@ class SqliteLog:
         *,
         max_rows: int | None = None,
         newest_first: bool = False,
+        role: str | None = None,
+        candidate: str | None = None,
     ) -> Window:
-        """The model's rows with start_ts <= ts < end_ts (see `read.read_window`)."""
+        """The model's rows with start_ts <= ts < end_ts (see `read.read_window`); without
+        a role or candidate, every row but the shadows'."""
         with self._transaction("DEFERRED") as connection:  # layouts and rows: one snapshot
             return read_window(
-                connection, model, start_ts, end_ts, max_rows=max_rows, newest_first=newest_first
+                connection,
+                model,
+                start_ts,
+                end_ts,
+                max_rows=max_rows,
+                newest_first=newest_first,
+                role=role,
+                candidate=candidate,
             )
 
     def document(self, record_id: str) -> dict[str, Any] | None:
@@ -207,13 +218,31 @@ class SqliteLog:
             document["label"] = row[1]
         return document
 
-    def last_rows(self, model: str, n: int) -> Window:
+    def last_rows(
+        self, model: str, n: int, *, role: str | None = None, candidate: str | None = None
+    ) -> Window:
         """The model's newest n rows, newest first: a count-based window."""
-        return self.read_window(model, -math.inf, math.inf, max_rows=n, newest_first=True)
+        return self.read_window(
+            model,
+            -math.inf,
+            math.inf,
+            max_rows=n,
+            newest_first=True,
+            role=role,
+            candidate=candidate,
+        )
 
-    def count_window(self, model: str, start_ts: float, end_ts: float) -> int:
+    def count_window(
+        self,
+        model: str,
+        start_ts: float,
+        end_ts: float,
+        *,
+        role: str | None = None,
+        candidate: str | None = None,
+    ) -> int:
         with self._transaction("DEFERRED") as connection:
-            return count_window(connection, model, start_ts, end_ts)
+            return count_window(connection, model, start_ts, end_ts, role=role, candidate=candidate)
 
     def models(self) -> list[str]:
         """Models that have records, in name order."""
@@ -232,10 +261,14 @@ class SqliteLog:
             return  # set up already: opening takes no write lock, even while one is held
         with self._transaction() as connection:
             found = connection.execute("PRAGMA user_version").fetchone()[0]
-            if found not in (0, FORMAT_VERSION):
+            if found not in (0, FORMAT_VERSION, *MIGRATIONS):
                 raise ValueError(
                     f"{self.path}: input log format {found}, expected {FORMAT_VERSION}"
                 )
+            while found in MIGRATIONS:
+                for statement in MIGRATIONS[found]:
+                    connection.execute(statement)
+                found += 1
             for statement in SCHEMA:
                 connection.execute(statement)
             connection.execute(f"PRAGMA user_version = {FORMAT_VERSION}")

@@ -17,13 +17,13 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from exporter.records import LabelValue
+from exporter.records import ROLES, LabelValue
 from exporter.store.sqlite.format import (
     Layout,
     decode_categorical,
@@ -54,6 +54,8 @@ class Window:
     prediction_label: list[str | None]
     label: list[LabelValue | None]
     timestamps: FloatArray
+    # Class -> each row's probability of it (NaN = not given); empty when no row has one.
+    probabilities: dict[str, FloatArray] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -77,9 +79,13 @@ def read_window(
     *,
     max_rows: int | None = None,
     newest_first: bool = False,
+    role: str | None = None,
+    candidate: str | None = None,
 ) -> Window:
     """Rows with start_ts <= ts < end_ts, oldest first (newest first if asked, which
-    also makes `max_rows` keep the newest rather than the oldest rows)."""
+    also makes `max_rows` keep the newest rather than the oldest rows). The rows of the
+    request's real answers (see `route_filter`) unless a role or candidate is asked for."""
+    routes, selection = route_filter(role, candidate)
     # Key None: rows written while the model had no layout (the features: none at all).
     layouts: dict[int | None, Layout] = {None: Layout(model, 0, (), ())}
     layouts.update((layout.version, layout) for layout in load_layouts(connection, model))
@@ -91,9 +97,9 @@ def read_window(
     )
     cursor = connection.execute(
         f"SELECT {layout}, vector, categorical, prediction_label, label "
-        "FROM records WHERE model = ? AND ts >= ? AND ts < ? "
+        f"FROM records WHERE model = ? AND ts >= ? AND ts < ?{routes} "
         f"ORDER BY ts {'DESC' if newest_first else 'ASC'} LIMIT ?",
-        (model, start_ts, end_ts, -1 if max_rows is None else max_rows),
+        (model, start_ts, end_ts, *selection, -1 if max_rows is None else max_rows),
     )
     # Each category and predicted class once per window, however many rows carry it.
     categories: dict[str, str | None] = {}
@@ -105,12 +111,37 @@ def read_window(
     return _window(model, layouts[newest], chunks)
 
 
-def count_window(connection: sqlite3.Connection, model: str, start_ts: float, end_ts: float) -> int:
+def count_window(
+    connection: sqlite3.Connection,
+    model: str,
+    start_ts: float,
+    end_ts: float,
+    *,
+    role: str | None = None,
+    candidate: str | None = None,
+) -> int:
+    routes, selection = route_filter(role, candidate)
     row = connection.execute(
-        "SELECT count(*) FROM records WHERE model = ? AND ts >= ? AND ts < ?",
-        (model, start_ts, end_ts),
+        f"SELECT count(*) FROM records WHERE model = ? AND ts >= ? AND ts < ?{routes}",
+        (model, start_ts, end_ts, *selection),
     ).fetchone()
     return int(row[0])
+
+
+def route_filter(role: str | None, candidate: str | None) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause (and its parameters) selecting rows by the route that answered.
+
+    By default every row but the shadows': a shadow's row repeats the inputs of the
+    primary's, and a window counting both would count each request twice. A role (one of
+    ROLES) and a candidate (a route's configured name) select exactly those rows."""
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
+    clause = " AND role != 'shadow'" if role is None else " AND role = ?"
+    selection: tuple[str, ...] = () if role is None else (role,)
+    if candidate is not None:
+        clause += " AND candidate = ?"
+        selection += (candidate,)
+    return clause, selection
 
 
 def list_models(connection: sqlite3.Connection) -> list[str]:

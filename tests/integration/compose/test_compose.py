@@ -69,6 +69,9 @@ SETTINGS = {
     "mlmon-exporter": exporter_settings.Settings,
     "mlmon-stats": stats_settings.StatsSettings,
 }
+ADMIN_PORT = "MLMON_ADMIN__PORT"
+# Where a compose secret is mounted in the containers that list it.
+SECRETS_DIR = PurePosixPath("/run/secrets")
 # Settings that name files or directories inside the containers: checked syntactically.
 PATH_SETTINGS = {"schemas", "spool_dir", "hash_key_file", "baselines"}
 
@@ -191,10 +194,12 @@ def declared_ports(service: Service) -> set[int]:
 
 
 def listening_ports(service: Service) -> set[int]:
-    """Ours: what the command or MLMON_PORT makes it bind; others: what the file declares."""
+    """Ours: what the command, MLMON_PORT or MLMON_ADMIN__PORT (the sidecar's admin
+    listener) makes it bind; others: what the file declares."""
     if not ours(service):
         return declared_ports(service)
-    ports = {option(command(service), "--port"), environment(service).get("MLMON_PORT")}
+    env = environment(service)
+    ports = {option(command(service), "--port"), env.get("MLMON_PORT"), env.get(ADMIN_PORT)}
     return {int(p) for p in ports if p}
 
 
@@ -343,10 +348,14 @@ def test_our_services_bind_all_interfaces_of_their_container_on_declared_ports(
     for name, service in services.items():
         if not ours(service) or not listening_ports(service):
             continue
-        host = option(command(service), "--host") or environment(service).get("MLMON_HOST")
-        assert host is not None and ipaddress.ip_address(host) == ipaddress.IPv4Address(0), (
-            f"{name} binds {host}: unreachable from other containers"
-        )
+        env = environment(service)
+        hosts = [option(command(service), "--host") or env.get("MLMON_HOST")]
+        if ADMIN_PORT in env:
+            hosts.append(env.get("MLMON_ADMIN__HOST"))
+        for host in hosts:
+            assert host is not None and ipaddress.ip_address(host) == ipaddress.IPv4Address(0), (
+                f"{name} binds {host}: unreachable from other containers"
+            )
         assert listening_ports(service) == declared_ports(service), name
 
 
@@ -774,3 +783,38 @@ def test_rules_render_step_uses_the_runbook_base_url_given(compose: str, tmp_pat
     stack = resolve(compose, {"MLMON_RUNBOOK_BASE_URL": base})
     urls = runbook_urls(rendered_rules(stack, tmp_path))
     assert urls == {alert: f"{base}#{alert.lower()}" for alert in runbook_urls(RULES_DIR)}
+
+
+def secret_files(service: Service) -> dict[str, str]:
+    """Container path -> compose secret name, for the secrets the service lists."""
+    found = {}
+    for entry in service.get("secrets") or []:
+        source = entry if isinstance(entry, str) else entry["source"]
+        target = source if isinstance(entry, str) else entry.get("target", source)
+        found[str(SECRETS_DIR / target)] = source
+    return found
+
+
+def test_alertmanager_fallback_receiver_reaches_the_sidecars_admin_listener(
+    stack: dict[str, Any],
+) -> None:
+    """What the render step writes with the defaults (the shipped example) posts to the
+    sidecar's admin listener with the token the sidecar reads, from one compose secret."""
+    services = stack["services"]
+    config = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text())
+    [receiver] = [r for r in config["receivers"] if r["name"] == "mlmon-fallback"]
+    [webhook] = receiver["webhook_configs"]
+    assert assert_reaches_service(services, webhook["url"], "mlmon-fallback") == "exporter"
+    sidecar = exporter_settings.load(environ=environment(services["exporter"]))
+    assert endpoint(webhook["url"])[1] == sidecar.admin.port
+    assert urlsplit(webhook["url"]).path == "/alertmanager"
+    published = {port.target for port in published_ports(services["exporter"])}
+    assert sidecar.admin.port not in published, "the admin listener is published"
+    credentials = webhook["http_config"]["authorization"]["credentials_file"]
+    token = secret_files(services["exporter"]).get(sidecar.admin.token_file)
+    assert token is not None, f"{sidecar.admin.token_file} is no secret of the exporter"
+    assert secret_files(services["alertmanager"]).get(credentials) == token
+    secret = Path(stack["secrets"][token]["file"])
+    assert secret.parent == ROOT / "docker" / "secrets"
+    ignored = (secret.parent / ".gitignore").read_text().splitlines()
+    assert "*" in ignored, "the generated token would be committed"

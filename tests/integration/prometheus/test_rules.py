@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from exporter.metrics import make_metrics
+from exporter.release_settings import DEFAULT_FALLBACK_ALERTS
 from stats_service.service import collector
 from tests.integration.prometheus.runbooks import PLACEHOLDER, github_anchors
 from tests.support.processes import free_port, require_binary, running
@@ -34,6 +35,10 @@ README = PROMETHEUS / "README.md"
 ALERTMANAGER_TEMPLATE = PROMETHEUS / "alertmanager.yml.tmpl"
 # The template rendered with EXAMPLE_VALUES (docker-compose's defaults), shipped as is.
 ALERTMANAGER_EXAMPLE = PROMETHEUS / "alertmanager.example.yml"
+# The sidecar's admin listener: it gets the alerts its fallback.on_alerts acts on by default,
+# on top of (never instead of) the people's receiver.
+FALLBACK_RECEIVER = "mlmon-fallback"
+PEOPLE_RECEIVERS = {"mlmon-webhook", "mlmon-oncall", "mlmon-platform", "mlmon-ml-team"}
 SEVERITIES = {"critical", "warning", "info"}
 CATEGORIES = {"service", "pipeline", "drift", "data_quality", "performance"}
 MODEL_CATEGORIES = {"service", "drift", "data_quality", "performance"}
@@ -303,7 +308,9 @@ def test_shipped_example_passes_amtool_as_it_is() -> None:
     output = run(require_binary("amtool"), "check-config", str(ALERTMANAGER_EXAMPLE))
     assert "SUCCESS" in output
     assert "2 inhibit rules" in output
-    assert "4 receivers" in output
+    receivers = {receiver["name"] for receiver in load(ALERTMANAGER_EXAMPLE)["receivers"]}
+    assert receivers == PEOPLE_RECEIVERS | {FALLBACK_RECEIVER}
+    assert f"{len(receivers)} receivers" in output
 
 
 def test_readme_command_regenerates_the_example(tmp_path: Path) -> None:
@@ -377,6 +384,10 @@ ROUTES = [
         "mlmon-ml-team",
     ),
     (
+        "severity=warning category=drift alertname=MlmonPredictionDrift model=m window=1h",
+        "mlmon-ml-team",
+    ),
+    (
         "severity=warning category=performance alertname=MlmonModelPerformanceLow model=m",
         "mlmon-ml-team",
     ),
@@ -385,35 +396,45 @@ ROUTES = [
 ]
 
 
+def routed_receivers(config: Path, labels: list[str]) -> list[str]:
+    """The receivers Alertmanager notifies for an alert with these labels, in route order."""
+    output = run(
+        require_binary("amtool"), "config", "routes", "test", f"--config.file={config}", *labels
+    )
+    return output.splitlines()[-1].strip().split(",")
+
+
 @pytest.mark.parametrize(("labels", "receiver"), ROUTES, ids=[labels for labels, _ in ROUTES])
 def test_alerts_route_by_severity_category_and_model(
     tmp_path: Path, labels: str, receiver: str
 ) -> None:
+    """People's routing is the same whether or not an alert may also trigger a fallback; the
+    fallback receiver comes first and continues to them."""
+    alertname = dict(label.split("=", 1) for label in labels.split())["alertname"]
+    fallback = [FALLBACK_RECEIVER] if alertname in DEFAULT_FALLBACK_ALERTS else []
     config = render_to(tmp_path, example_values())
-    output = run(
-        require_binary("amtool"),
-        "config",
-        "routes",
-        "test",
-        f"--config.file={config}",
-        *labels.split(),
-    )
-    assert output.splitlines()[-1].strip() == receiver
+    assert routed_receivers(config, labels.split()) == [*fallback, receiver]
 
 
 def test_every_alert_routes_to_a_receiver_that_notifies_a_person(tmp_path: Path) -> None:
-    """Only info alerts stop at the webhook; all others reach email or Slack."""
+    """Only info alerts stop at the webhook; all others reach email or Slack. The sidecar's
+    admin listener gets exactly the alerts its fallback acts on by default, in addition."""
     config = render_to(tmp_path, example_values())
-    amtool = require_binary("amtool")
     for rule in ALERTS:
         labels = {"alertname": rule["alert"], **rule["labels"], "model": "m"}
         if "mlmon_feature_" in rule["expr"]:
             labels["feature"] = "f"
-        args = [f"{key}={value}" for key, value in labels.items()]
-        output = run(amtool, "config", "routes", "test", f"--config.file={config}", *args)
-        receiver = output.splitlines()[-1].strip()
+        receivers = routed_receivers(config, [f"{key}={value}" for key, value in labels.items()])
+        may_fall_back = rule["alert"] in DEFAULT_FALLBACK_ALERTS
+        assert (receivers[0] == FALLBACK_RECEIVER) == may_fall_back, (rule["alert"], receivers)
+        [receiver] = [name for name in receivers if name != FALLBACK_RECEIVER]
+        assert receiver in PEOPLE_RECEIVERS, (rule["alert"], receivers)
         expected_webhook_only = rule["labels"]["severity"] == "info"
         assert (receiver == "mlmon-webhook") == expected_webhook_only, (rule["alert"], receiver)
+
+
+def test_every_alert_the_fallback_acts_on_exists() -> None:
+    assert set(DEFAULT_FALLBACK_ALERTS) <= set(ALERT_NAMES)
 
 
 # ---------------------------------------------------------------- a live Alertmanager
@@ -544,7 +565,8 @@ def test_feature_alerts_group_per_feature_and_window_alerts_per_window(
     groups = mine(
         alertmanager.until(
             "/api/v2/alerts/groups",
-            lambda groups: sum(len(g["alerts"]) for g in mine(groups)) == 5,
+            # five for the people, and both dataset drift alerts for the admin listener
+            lambda groups: sum(len(g["alerts"]) for g in mine(groups)) == 7,
         )
     )
     summary = sorted(
@@ -552,6 +574,8 @@ def test_feature_alerts_group_per_feature_and_window_alerts_per_window(
         for g in groups
     )
     expected = [
+        # one notification per model for the sidecar, whatever the window: it moves the model
+        (FALLBACK_RECEIVER, {"alertname": "MlmonDatasetDrift", "model": "grp"}, 2),
         ("mlmon-ml-team", {"alertname": "MlmonDatasetDrift", "model": "grp", "window": "1h"}, 1),
         ("mlmon-ml-team", {"alertname": "MlmonDatasetDrift", "model": "grp", "window": "5m"}, 1),
         ("mlmon-ml-team", {"alertname": "MlmonFeatureDrift", "feature": "age", "model": "grp"}, 2),

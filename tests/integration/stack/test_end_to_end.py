@@ -10,7 +10,11 @@ Prometheus, and every panel shows data. The traffic posts ground truth, so the p
 panels have labelled rows; the events regular traffic never produces (a payload parse
 error, a missing value, a non-finite prediction, an upstream error) are caused while the
 panels are checked (tests/support/incidents.py), and their panels must show them: a value
-above 0, not only a series at 0.
+above 0, not only a series at 0. The stack runs the demo's candidate model as a shadow
+(`StackOptions(candidate=True)`), so the Releases dashboard compares it with the primary,
+and the check moves the traffic to the fallback and back on the sidecar's admin listener
+(its "Route switches" panel). The baseline keeps reference rows (the training data's
+label and `proba_default`), so the estimated-performance figures exist too.
 
 Settings that make a test of minutes out of a pipeline of hours: scrape and rule
 evaluation every second, the stats service evaluating a 30 s window every second, every
@@ -48,6 +52,7 @@ from examples.traffic import TrafficConfig
 from grafana.generate import PanelQuery, panel_queries
 from tests.support.incidents import INCIDENTS, Incidents
 from tests.support.processes import require_binary
+from tests.support.releases import admin
 
 pytestmark = pytest.mark.slow
 
@@ -170,6 +175,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         stats_interval_s=1.0,
         min_samples=MIN_SAMPLES,
         drift={"false_alarm_rate": 0.001},
+        candidate=True,
         prometheus=PrometheusOptions(
             scrape_interval_s=1.0, evaluation_interval_s=1.0, for_override_s=FOR_S
         ),
@@ -271,6 +277,9 @@ def test_every_dashboard_and_rule_query_runs_and_every_panel_shows_data(run: Run
 
     # Data can lag a scrape or an evaluation behind, and a rate needs two scrapes of
     # an event: retry the empty ones for a while, the incidents going on meanwhile.
+    # A round trip: the incidents need the model server, not the fallback, to answer.
+    switch_route(stack, "fallback")
+    switch_route(stack, "primary")
     with Incidents(stack.urls.sidecar) as incidents:
         empty = panels
         deadline = time.monotonic() + PANELS_TIMEOUT_S
@@ -289,6 +298,16 @@ def test_every_dashboard_and_rule_query_runs_and_every_panel_shows_data(run: Run
     expected = {name: incident.status for name, incident in INCIDENTS.items()}
     assert sent.unexpected() == {}, f"the sidecar should have answered {expected}"
     assert [without_data(panel) for panel in empty] == []
+
+
+def switch_route(stack: Stack, route: str) -> None:
+    """Move the model's traffic on the sidecar's admin listener, as an operator would."""
+    assert stack.urls.admin is not None and stack.urls.admin_token_file is not None
+    with open(stack.urls.admin_token_file) as file:
+        token = file.read().strip()
+    answer = admin(stack.urls.admin, "POST", f"/routes/{MODEL}", {"route": route}, token)
+    assert answer.status == 200, answer.body
+    assert answer.json() == {"model": MODEL, "route": route, "switched": True}
 
 
 def without_data(panel: PanelQuery) -> str:

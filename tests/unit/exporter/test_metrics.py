@@ -67,10 +67,10 @@ def test_a_tally_writes_what_one_observe_and_inc_per_value_would() -> None:
     tally = Tally()
     for round_ in range(2):  # a second flush adds to the first
         for value in values:
-            expected.request_duration.labels("m", "v2").observe(value)
-            expected.requests.labels("m", "1", "v2", "200").inc()
-            tally.observe(metrics.request_duration.labels("m", "v2"), value)
-            tally.inc(metrics.requests.labels("m", "1", "v2", "200"))
+            expected.request_duration.labels("m", "v2", "primary").observe(value)
+            expected.requests.labels("m", "1", "v2", "200", "primary").inc()
+            tally.observe(metrics.request_duration.labels("m", "v2", "primary"), value)
+            tally.inc(metrics.requests.labels("m", "1", "v2", "200", "primary"))
         expected.batch_size.labels("m").observe(3)
         tally.observe(metrics.batch_size.labels("m"), 3)
         assert _samples(tallied) != _samples(direct)  # nothing written before the flush

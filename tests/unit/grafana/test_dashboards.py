@@ -206,6 +206,7 @@ def test_generation_is_deterministic_with_stable_uids_and_ids() -> None:
         "performance.json",
         "pipeline.json",
         "predictions.json",
+        "releases.json",
         "service-health.json",
     ]
     for board in dashboards():

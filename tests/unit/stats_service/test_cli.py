@@ -247,7 +247,7 @@ def test_hashed_baseline_with_key_file(data: Path, tmp_path: Path) -> None:
 def test_usage_errors_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert main(["baseline", "--schema", "s.yaml"]) == 2
-    assert "the following arguments are required: --data, --out" in capsys.readouterr().err
+    assert "the following arguments are required: --out" in capsys.readouterr().err
     assert main(["baseline", "--schema", "s", "--data", "d", "--out", "o", "--bins", "0"]) == 2
     assert main(["--help"]) == 0
     assert "infer-schema" in capsys.readouterr().out

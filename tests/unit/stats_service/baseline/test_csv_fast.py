@@ -1,7 +1,9 @@
-"""The vectorised CSV decoder must equal `coerce_csv_cell` on every cell."""
+"""The pyarrow CSV decoder must equal the csv module plus `coerce_csv_cell` on every cell."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import random
 import struct
@@ -12,12 +14,14 @@ import pytest
 
 from exporter.features.compute import coerce_csv_cell
 from exporter.features.table import RawColumn
-from stats_service.baseline.csv_fast import decode_chunk
+from stats_service.baseline.csv_fast import BlockDecoder
 
 TRICKY = ["1e3", " 2", "nan", "", "abc", "-0", "inf", "+.5", "5.", "1_000", "\u0661\u0662", "0x10"]
 TRICKY += ["12345678901234567890", "9007199254740993", "0.1", "1.2.3", "-", "  ", "NaN", "-.5"]
 TRICKY += ["........", "1.2.3.4.5.6.7.8.9", "+-1", "1-", "\u0661.5", "1" * 30]
 TRICKY += ["0." + "0" * 21 + "1", "0." + "0" * 22 + "1"]
+TRICKY += ["nan(1)", "-nan", "Infinity", "1e400", "-1e400", "1e-400", "4.9e-324", "true", "FALSE"]
+TRICKY += ["\t2", "2\t", "\x0b2", "\xa02", "1e5 ", "-0.0", "00012", "1.", ".e1"]
 
 
 def decoded(column: RawColumn) -> list[Any]:
@@ -41,6 +45,17 @@ def assert_same_as_coerce(cells: list[str], column: RawColumn) -> None:
                 assert struct.pack("<d", value) == struct.pack("<d", float(expected)), cell
         else:
             assert (type(value), value) == (type(expected), expected), cell
+
+
+def decode_chunk(data: bytes, n_fields: int) -> list[RawColumn] | None:
+    """The block as one table's columns, or None when it is left to the csv module."""
+    tables = BlockDecoder([f"f{j}" for j in range(n_fields)]).decode(data, 1 << 30)
+    if tables is None:
+        return None
+    if not tables:  # blank lines only
+        return [RawColumn([]) for _ in range(n_fields)]
+    (table,) = tables
+    return list(table.columns.values())
 
 
 def one_column(cells: list[str]) -> RawColumn:
@@ -113,24 +128,111 @@ def test_multi_column_chunk_and_crlf() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        b'1,"a,b"\n',  # quotes: the csv module's job
-        b"1,2\r3,4\n",  # a lone CR
         b"1,2\n3\n",  # ragged
         b"1,2,3\n4\n",  # ragged, same delimiter count
-        b"1\n\n2\n",  # blank line
-        b"1,2",  # no final line break
+        b"1,\xff\n",  # not UTF-8
+        b"1,\x002\n",  # a NUL byte
     ],
 )
 def test_chunks_for_the_csv_module(data: bytes) -> None:
-    width = 1 if data == b"1\n\n2\n" else 2
-    assert decode_chunk(data, width) is None
+    assert decode_chunk(data, 2) is None
+
+
+def csv_module_columns(data: bytes, n_fields: int) -> list[list[Any]] | None:
+    """What the live path makes of the text: the csv module, then `coerce_csv_cell`."""
+    records = [r for r in csv.reader(io.StringIO(data.decode(), newline="")) if r]
+    if any(len(record) != n_fields for record in records):
+        return None
+    return [[coerce_csv_cell(record[j]) for record in records] for j in range(n_fields)]
+
+
+def assert_same_as_csv_module(data: bytes, n_fields: int) -> None:
+    columns = decode_chunk(data, n_fields)
+    expected = csv_module_columns(data, n_fields)
+    if columns is None:
+        return  # the reader then uses the csv module itself
+    assert expected is not None, data
+    for column, values in zip(columns, expected, strict=True):
+        got = decoded(column)
+        assert len(got) == len(values), data
+        for value, want in zip(got, values, strict=True):
+            if want is None or (isinstance(want, float) and math.isnan(want)):
+                assert value is None or math.isnan(value), data
+            else:
+                assert (isinstance(value, str), value) == (isinstance(want, str), want), data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'1,"a,b"\n"2",""\n',  # quoted cells, a quoted blank
+        b'x,"say ""hi""\nthere"\n',  # doubled quotes, a line break inside quotes
+        b'a"b,"c"d\n',  # quotes that do not open or close a field
+        b"1,2\r3,4\n",  # a lone CR ends a line
+        b"1,2\r\n\r\n3,4\r\n",  # CRLF and a blank line
+        b"1,  \n2,\t\n",  # whitespace-only cells are blank
+    ],
+)
+def test_quoting_and_line_ends_as_the_csv_module(data: bytes) -> None:
+    assert decode_chunk(data, 2) is not None
+    assert_same_as_csv_module(data, 2)
+
+
+def test_random_csv_text_as_the_csv_module() -> None:
+    rng = random.Random(3)
+    alphabet = ["a", "1", ",", '"', "\n", "\r", " ", ".", "2", "e", "-", "n", "\t", "\u00e9"]
+    for _ in range(1500):
+        n_fields = rng.randint(1, 3)
+        lines = []
+        for _ in range(rng.randint(1, 6)):
+            cells = []
+            for _ in range(n_fields):
+                cell = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5)))
+                if rng.random() < 0.5:
+                    cell = '"' + cell.replace('"', '""') + '"'
+                elif rng.random() < 0.6:
+                    cell = "".join(c for c in cell if c not in ',"\r\n')
+                cells.append(cell)
+            lines.append(",".join(cells))
+        data = (rng.choice(["\n", "\r\n"]).join(lines) + "\n").encode()
+        if data.count(b'"') % 2 == 0:  # the reader cuts blocks where quotes are even
+            assert_same_as_csv_module(data, n_fields)
+
+
+def test_many_distinct_categories_and_booleans() -> None:
+    cells = [f"user{i}" for i in range(5000)] + ["true", "false", "True", "", "7"]
+    column = one_column(cells)
+    assert isinstance(column.values, list)
+    assert_same_as_coerce(cells, column)
+
+
+def test_a_numeric_column_stays_exact_in_later_blocks() -> None:
+    """Later blocks read the column as float64 in Arrow; cells only text can settle
+    (ints past 2**53, "nan(1)", words) still come out as `coerce_csv_cell` says."""
+    decoder = BlockDecoder(["k", "v"])
+    first = decoder.decode(b"a,1.5\nb,2\n", 100)
+    assert first is not None and isinstance(first[0].columns["v"].values, np.ndarray)
+    for later in (["3", "9007199254740993"], ["nan(1)", "4"], ["1e400", "5"], ["x", "6"]):
+        block = "".join(f"k,{cell}\n" for cell in later).encode()
+        (table,) = decoder.decode(block, 100) or []
+        assert_same_as_coerce(later, table.columns["v"])
+
+
+def test_blocks_come_in_tables_of_at_most_chunk_rows() -> None:
+    data = "".join(f"{i},x\n" for i in range(10)).encode()
+    tables = BlockDecoder(["n", "s"]).decode(data, 4)
+    assert tables is not None
+    assert [table.n_rows for table in tables] == [4, 4, 2]
+    assert decoded(tables[2].columns["n"]) == [8.0, 9.0]
 
 
 def test_random_cells_over_a_number_alphabet() -> None:
     rng = random.Random(5)
     for _ in range(200):
         cells = [
-            "".join(rng.choice("0123456789.-+eE_ ") for _ in range(rng.randint(0, 30)))
+            "".join(
+                rng.choice("0123456789.-+eE_ nNaAiIfFtTyY()") for _ in range(rng.randint(0, 30))
+            )
             for _ in range(rng.randint(1, 80))
         ]
         assert_same_as_coerce(cells, one_column(cells))

@@ -10,6 +10,7 @@ import numpy.typing as npt
 import pytest
 from sklearn.metrics import (  # type: ignore[import-untyped]
     accuracy_score,
+    confusion_matrix,
     f1_score,
     log_loss,
     mean_absolute_error,
@@ -200,15 +201,69 @@ def test_multiclass_macro_average_matches_sklearn() -> None:
     precision, recall, f1, _ = precision_recall_fscore_support(
         truth, predicted, average="macro", zero_division=0
     )
-    assert_metrics(
-        dict(result.metrics),
-        {
-            "accuracy": accuracy_score(truth, predicted),
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
-        },
+    per_precision, per_recall, _, _ = precision_recall_fscore_support(
+        truth, predicted, labels=classes, average=None, zero_division=0
     )
+    expected = {
+        "accuracy": accuracy_score(truth, predicted),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "f1_macro": f1,
+        "f1_weighted": f1_score(truth, predicted, average="weighted", zero_division=0),
+        # Undefined ones are absent: "bird" is never predicted, "fish" never true.
+        **{f"precision_{c}": v for c, v in zip(classes, per_precision, strict=True) if c != "bird"},
+        **{f"recall_{c}": v for c, v in zip(classes, per_recall, strict=True) if c != "fish"},
+    }
+    assert_metrics(dict(result.metrics), expected)
+    assert result.confusion is not None
+    assert result.confusion.classes == ("bird", "cat", "dog", "fish")
+    assert np.array_equal(
+        result.confusion.counts,
+        confusion_matrix(truth, predicted, labels=["bird", "cat", "dog", "fish"]),
+    )
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # log_loss's y_pred renamed in 1.9
+def test_multiclass_probabilities_give_ovr_auc_and_log_loss_as_sklearn() -> None:
+    rng = np.random.default_rng(5)
+    classes = ["a", "b", "c"]
+    truth = rng.choice(classes, 400).tolist()
+    raw = rng.random((400, 3)) + 1.5 * np.eye(3)[[classes.index(t) for t in truth]]
+    proba = np.round(raw / raw.sum(axis=1, keepdims=True), 2)  # ties; sums near 1
+    predicted = [classes[i] for i in proba.argmax(axis=1)]
+    spec = PredictionSpec(task="multiclass", classes=tuple(classes))
+    rows = labelled(truth, label=predicted, score=proba.max(axis=1).tolist())
+    rows = Labelled(
+        truth=rows.truth,
+        predicted_value=rows.predicted_value,
+        predicted_label=rows.predicted_label,
+        score=rows.score,
+        probabilities={c: proba[:, i] for i, c in enumerate(classes)},
+    )
+    result = evaluate_performance(spec, rows)
+    assert result is not None
+    shares = proba / proba.sum(axis=1, keepdims=True)
+    assert result.metrics["roc_auc"] == pytest.approx(
+        roc_auc_score(truth, shares, multi_class="ovr", average="macro", labels=classes)
+    )
+    assert result.metrics["log_loss"] == pytest.approx(log_loss(truth, shares, labels=classes))
+
+
+def test_multiclass_probabilities_missing_for_a_class_leave_auc_out() -> None:
+    spec = PredictionSpec(task="multiclass", classes=("a", "b", "c"))
+    rows = labelled(["a", "b", "c", "a"], label=["a", "b", "b", "a"], score=[0.9] * 4)
+    rows = Labelled(
+        truth=rows.truth,
+        predicted_label=rows.predicted_label,
+        score=rows.score,
+        predicted_value=rows.predicted_value,
+        probabilities={"a": np.array([0.9, 0.1, 0.1, 0.8]), "b": np.array([0.1, 0.9, 0.9, 0.2])},
+    )
+    result = evaluate_performance(spec, rows)
+    assert result is not None
+    assert "roc_auc" not in result.metrics and "log_loss" not in result.metrics
+    assert result.metrics["accuracy"] == pytest.approx(0.75)
 
 
 def test_multiclass_label_from_class_index() -> None:

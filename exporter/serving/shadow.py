@@ -1,0 +1,165 @@
+"""Shadow candidates: a copy of each sampled request, sent once the client's answer is on
+its way, never awaited by the client.
+
+Each candidate has its own pool (its own timeouts) and a bound on copies in flight; a copy
+beyond it is dropped and counted, never queued. Its answer is handed to the analysis like
+the primary's, marked role "shadow" and the candidate's name, so it goes through the
+same protocol adapter and features and is logged beside the primary's record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+import traceback
+from typing import Any
+
+from exporter.analysis.frames import CapturedExchange, Headers
+from exporter.errors import UpstreamError
+from exporter.metrics import Metrics
+from exporter.release_settings import ShadowSettings
+from exporter.serving.capture import CaptureChannel
+from exporter.serving.headers import response_headers
+from exporter.serving.targets import Target
+from exporter.tally import Tally
+
+
+class _Candidate:
+    def __init__(self, settings: ShadowSettings, target: Target) -> None:
+        self.target = target
+        self.sample = settings.sample
+        self.max_in_flight = settings.max_in_flight
+        self.in_flight = 0
+
+
+class ShadowSender:
+    def __init__(
+        self,
+        shadows: tuple[ShadowSettings, ...],
+        targets: tuple[Target, ...],
+        metrics: Metrics,
+        channel: CaptureChannel,
+        tally: Tally,
+        capture_max_bytes: int,
+    ) -> None:
+        self._candidates = [_Candidate(s, t) for s, t in zip(shadows, targets, strict=True)]
+        self._metrics = metrics
+        self._channel = channel
+        self._tally = tally
+        self._limit = capture_max_bytes
+        self._series: dict[tuple[str, str, str], Any] = {}  # bounded: capped model labels
+        self._shown: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def copy(
+        self,
+        model: str,
+        exchange: CapturedExchange,
+        body: bytes,
+        target_path: str,
+        forward: Headers,
+        preserve_host: bool,
+    ) -> None:
+        """Send the request (`body`: whole, even when `exchange`, as captured, leaves an
+        oversize one out) to every sampled candidate; the client has its answer."""
+        loop: asyncio.AbstractEventLoop | None = None
+        for candidate in self._candidates:
+            if candidate.sample < 1.0 and random.random() >= candidate.sample:
+                continue  # sampled out: not a drop
+            name = candidate.target.name
+            if (model, name) not in self._shown:
+                self._show(model, name)
+            if candidate.in_flight >= candidate.max_in_flight:
+                self._tally.inc(self._counter("dropped", model, name, "concurrency"))
+                continue
+            target = candidate.target
+            headers = forward if preserve_host else [(b"host", target.host_header), *forward[1:]]
+            candidate.in_flight += 1
+            loop = loop or asyncio.get_running_loop()
+            task = loop.create_task(
+                self._send(candidate, model, exchange, body, target.prefix + target_path, headers)
+            )
+            self._tasks.add(task)  # a reference until done: asyncio keeps only weak ones
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:  # a bug of ours: said, and only this copy is lost
+            print("mlmon-exporter: internal error while sending a shadow copy:", file=sys.stderr)
+            traceback.print_exception(error, file=sys.stderr)
+
+    def stop(self) -> None:
+        """Cancel the copies still out (their pools are the proxy's to close)."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _send(
+        self,
+        candidate: _Candidate,
+        model: str,
+        exchange: CapturedExchange,
+        body: bytes,
+        target: str,
+        headers: Headers,
+    ) -> None:
+        name = candidate.target.name
+        started = time.perf_counter()
+        try:
+            pool = candidate.target.pool
+            assert pool is not None
+            response = await pool.request(exchange.method, target, headers, body)
+            try:
+                chunks: list[bytes] = []
+                while more := await response.next_chunks():
+                    chunks.extend(more)
+            finally:
+                response.release()
+            status, answer = response.status, b"".join(chunks)
+            code = str(status)
+        except UpstreamError as error:
+            code = "timeout" if error.reason.endswith("timeout") else "error"
+            status, answer = error.status, b""
+        finally:
+            candidate.in_flight -= 1
+        elapsed = time.perf_counter() - started
+        self._tally.inc(self._counter("requests", model, name, code))
+        self._tally.observe(self._counter("duration", model, name, ""), elapsed)
+        if code in ("timeout", "error"):
+            return
+        analysed = response_headers(response.headers)[3]
+        oversize = exchange.oversize or ("response" if len(answer) > self._limit else "")
+        shadow = exchange._replace(
+            status=status,
+            response_headers=analysed,
+            response_body=b"" if oversize else answer,
+            latency_s=elapsed,
+            oversize=oversize,
+            role="shadow",
+            candidate=name,
+        )
+        if not self._channel.offer(shadow):
+            self._tally.inc(self._counter("dropped", model, name, "queue"))
+
+    def _show(self, model: str, name: str) -> None:
+        """Drop series at 0 from a candidate's first copy: a rate over them is 0, not
+        absent, while nothing is dropped (dashboards and alerts see the candidate)."""
+        for reason in ("concurrency", "queue"):
+            self._counter("dropped", model, name, reason)
+        self._shown.add((model, name))
+
+    def _counter(self, kind: str, model: str, name: str, extra: str) -> Any:
+        key = (kind, model, name + "\x00" + extra)
+        series = self._series.get(key)
+        if series is None:
+            m = self._metrics
+            if kind == "dropped":
+                series = m.shadow_dropped.labels(model, name, extra)
+            elif kind == "requests":
+                series = m.shadow_requests.labels(model, name, extra)
+            else:
+                series = m.shadow_duration.labels(model, name)
+            self._series[key] = series
+        return series
