@@ -193,13 +193,7 @@ class DataReader:
         return value
 
     def _parquet_chunks(self, chunk_rows: int) -> Iterator[RawTable]:
-        try:
-            parquet: Any = importlib.import_module("pyarrow.parquet")
-        except ImportError as exc:
-            raise BaselineError(
-                f"{self.path}: reading Parquet needs pyarrow, which is not installed "
-                "(pip install pyarrow), or convert the file to CSV or JSON lines"
-            ) from exc
+        parquet: Any = importlib.import_module("pyarrow.parquet")
         with self.path.open("rb") as raw:
             while self._read(raw):
                 pass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import csv
 import hashlib
-import importlib.util
 import json
 import math
 import re
@@ -342,16 +341,6 @@ def test_bad_data_files(tmp_path: Path, name: str, content: str, message: str) -
 def test_missing_data_file(tmp_path: Path) -> None:
     with pytest.raises(BaselineError, match=r"nope\.csv: data file not found"):
         build_baseline(SCHEMA, tmp_path / "nope.csv")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is not None, reason="pyarrow installed")
-def test_parquet_without_pyarrow(tmp_path: Path) -> None:
-    path = tmp_path / "t.parquet"
-    path.write_bytes(b"PAR1")
-    with pytest.raises(
-        BaselineError, match="reading Parquet needs pyarrow, which is not installed"
-    ):
-        build_baseline(SCHEMA, path)
 
 
 # --- baseline files ---------------------------------------------------------------
