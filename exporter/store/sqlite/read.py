@@ -189,8 +189,27 @@ def _decode(
         return _Chunk(
             _scalars(packed), _numeric(packed), categorical, predicted_labels, list(label)
         )
-    n = len(rows)
     versions = [key if isinstance(key, int) else None for key in keys]  # else a document
+    documents = [None if isinstance(key, int) else key for key in keys]
+    scalars, numeric, columns = decode_layouts(
+        versions, vectors, texts, documents, layouts, target, categories
+    )
+    return _Chunk(scalars, numeric, columns, predicted_labels, list(label))
+
+
+def decode_layouts(
+    versions: Sequence[int | None],
+    vectors: Sequence[bytes],
+    texts: Sequence[Any],  # the categorical column as stored
+    documents: Sequence[str | None],
+    layouts: dict[int | None, Layout],
+    target: Layout,
+    categories: dict[str, str | None],
+) -> tuple[FloatArray, FloatArray, list[list[str | None]]]:
+    """Rows written under several layouts, mapped by name into `target`'s columns: the
+    scalars (ts, value, score), the numeric matrix and the categorical columns. Rows of
+    version None (written before the model had a layout) take features from `documents`."""
+    n = len(versions)
     scalars = np.empty((3, n))
     numeric = np.full((n, len(target.numeric)), np.nan, dtype=np.float32)
     columns: list[list[str | None]] = [[None] * n for _ in target.categorical]
@@ -215,12 +234,12 @@ def _decode(
                     column[i] = value
         if version is None:  # features only in the documents
             for i in picked:
-                features = json.loads(keys[i])["features"]
+                features = json.loads(documents[i] or "{}").get("features", {})
                 numeric[i] = [to_number(features.get(name)) for name in target.numeric]
                 for name, column in zip(target.categorical, columns, strict=True):
                     value = features.get(name)
                     column[i] = value if isinstance(value, str) else None
-    return _Chunk(scalars, numeric, columns, predicted_labels, list(label))
+    return scalars, numeric, columns
 
 
 def _scalars(packed: npt.NDArray[np.void]) -> FloatArray:

@@ -17,13 +17,11 @@ of the primary's inputs) are left out, as from every window (`read.route_filter`
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import orjson
 
 from exporter.store.base import StoreUnavailable
@@ -32,13 +30,10 @@ from exporter.store.sqlite.errors import unavailable_on_transient
 from exporter.store.sqlite.format import (
     FORMAT_VERSION,
     Layout,
-    decode_categorical,
     load_layouts,
-    to_number,
-    vector_dtype,
 )
 from exporter.store.sqlite.log import URL_PREFIX
-from exporter.store.sqlite.read import route_filter
+from exporter.store.sqlite.read import decode_layouts, route_filter
 
 LabelKind = Literal["number", "text"]
 _HEAD = "substr(document, 1, instr(document, ',\"features\":'))"
@@ -145,31 +140,9 @@ def _decode(
     heads, role, candidate, versions, documents, vectors, texts, predicted, label = zip(
         *rows, strict=True
     )
-    n = len(rows)
-    scalars = np.empty((3, n))
-    numeric = np.full((n, len(newest.numeric)), np.nan, dtype=np.float32)
-    columns: list[list[str | None]] = [[None] * n for _ in newest.categorical]
-    for version in set(versions):
-        layout = layouts[version]
-        picked = [i for i, v in enumerate(versions) if v == version]
-        packed = np.frombuffer(
-            b"".join([vectors[i] for i in picked]), vector_dtype(len(layout.numeric))
-        )
-        scalars[:, picked] = np.stack([packed["ts"], packed["value"], packed["score"]])
-        into = [j for j, name in enumerate(newest.numeric) if name in layout.numeric]
-        if into:
-            out_of = [layout.numeric.index(newest.numeric[j]) for j in into]
-            numeric[np.ix_(picked, into)] = packed["numeric"].reshape(len(picked), -1)[:, out_of]
-        decoded = decode_categorical(
-            [texts[i] for i in picked], len(layout.categorical), categories
-        )
-        for name, values in zip(layout.categorical, decoded, strict=True):
-            if name in newest.categorical:
-                column = columns[newest.categorical.index(name)]
-                for i, value in zip(picked, values, strict=True):
-                    column[i] = value
-        if version is None:
-            _from_documents(picked, documents, newest, numeric, columns)
+    scalars, numeric, columns = decode_layouts(
+        versions, vectors, texts, documents, layouts, newest, categories
+    )
     # One parse for the whole batch: a call per row cost twice as much.
     head: list[dict[str, Any]] = orjson.loads("[" + ",".join(map(_head, heads)) + "]")
     return RowBatch(
@@ -193,19 +166,3 @@ def _head(text: str) -> str:
     """The head as a JSON object of its own; `{}` for a document without features (not
     one the sidecar writes)."""
     return text[:-1] + "}" if text else "{}"
-
-
-def _from_documents(
-    picked: Sequence[int],
-    documents: Sequence[str | None],
-    newest: Layout,
-    numeric: np.ndarray[Any, Any],
-    columns: list[list[str | None]],
-) -> None:
-    """Rows written before the model had a layout: their features are in the document."""
-    for i in picked:
-        features = json.loads(documents[i] or "{}").get("features", {})
-        numeric[i] = [to_number(features.get(name)) for name in newest.numeric]
-        for name, column in zip(newest.categorical, columns, strict=True):
-            value = features.get(name)
-            column[i] = value if isinstance(value, str) else None
