@@ -10,6 +10,8 @@ The same build runs twice in the same run: with this tree's code, and with the c
 `--anchor` (a git revision, default the commit before the pyarrow reader; extracted with
 `git archive` into a temporary directory), so the figures compare like with like on a
 machine whose load changes; `--no-anchor` skips it.
+CPU s: the build's processor time, every thread (the reader's and Arrow's too); on a
+machine others share, it moves less than the elapsed time.
 Each build runs in a fresh child process so its peak RSS is the build's alone: VmHWM
 from /proc/self/status on Linux (ru_maxrss would also count the parent's memory, which
 Linux carries over a fork and exec), ru_maxrss elsewhere. The interpreter and the
@@ -33,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.measure import peak_rss_kib  # noqa: E402
+from benchmarks.measure import extract, peak_rss_kib  # noqa: E402
 
 N_DECIMAL, N_INTEGER, N_CATEGORICAL = 9, 6, 5
 CATEGORIES = [[f"c{k}_{v}" for v in range(4 + 4 * k)] for k in range(N_CATEGORICAL)]
@@ -89,15 +91,17 @@ def child(data: Path, schema_path: Path, chunk_rows: int, code: Path | None) -> 
 
     schema = load_schema(schema_path)
     rss_before = peak_rss_kib()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     baseline = build_baseline(schema, data, chunk_rows=chunk_rows)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     rss_peak = peak_rss_kib()
     print(
         json.dumps(
             {
                 "rows": baseline.data.rows,
                 "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "rss_before_kib": rss_before,
                 "rss_peak_kib": rss_peak,
             }
@@ -147,29 +151,19 @@ def main() -> int:
         size_mb = data.stat().st_size / 1e6
     rows = figures["this tree"]["rows"]
     print(f"file            {size_mb:,.1f} MB, {rows:,} rows x 20 features ({args.float_format})")
-    print(f"{'':16}{'build s':>9}{'rows/s':>11}{'peak RSS MB':>13}{'RSS at start MB':>17}")
+    print(
+        f"{'':16}{'build s':>9}{'rows/s':>11}{'CPU s':>8}{'peak RSS MB':>13}{'RSS at start MB':>17}"
+    )
     for name, build in figures.items():
         print(
             f"{name:16}{build['seconds']:9.2f}{build['rows'] / build['seconds']:11,.0f}"
-            f"{build['rss_peak_kib'] / 1024:13,.1f}{build['rss_before_kib'] / 1024:17,.1f}"
+            f"{build['cpu_seconds']:8.2f}{build['rss_peak_kib'] / 1024:13,.1f}"
+            f"{build['rss_before_kib'] / 1024:17,.1f}"
         )
     if len(figures) == 2:
         ours, theirs = figures.values()
         print(f"speed-up        {theirs['seconds'] / ours['seconds']:.2f}x over the anchor")
     return 0
-
-
-def extract(revision: str, into: Path) -> None:
-    """The revision's exporter and stats_service packages, as files under `into`."""
-    into.mkdir()
-    archive = subprocess.run(
-        ["git", "archive", revision, "exporter", "stats_service"],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-        timeout=60,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
 
 
 if __name__ == "__main__":

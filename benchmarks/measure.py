@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import resource
+import subprocess
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def peak_rss_kib() -> int:
@@ -14,3 +17,17 @@ def peak_rss_kib() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
     return int(line.split()[1])
+
+
+def extract(revision: str, into: Path) -> None:
+    """The revision's exporter and stats_service packages, as files under `into`: the
+    anchor a benchmark runs beside this tree."""
+    into.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", revision, "exporter", "stats_service"],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)

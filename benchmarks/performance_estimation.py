@@ -13,6 +13,12 @@ written as a data file and evaluated as `mlmon-stats report` does (labels includ
 the realised metrics are the service's own). Printed: per chunk the estimated and
 realised accuracy and ROC AUC, whether the estimate left its band, and per metric the
 mean absolute gap between estimate and realised (the aim: at most 0.02).
+
+With `--nannyml-python PY` (an interpreter with nannyml 0.13.1 installed, e.g.
+`python3 -m venv /tmp/nml && /tmp/nml/bin/pip install nannyml==0.13.1 statsmodels`)
+NannyML's own CBPE runs on the same sets and chunks in that interpreter, and its estimate
+is printed beside ours with the mean absolute difference between the two: what the
+published implementation itself reaches on these sets is the fair yardstick for ours.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import subprocess
 import sys
 import tempfile
@@ -40,6 +47,26 @@ WHEEL = "nannyml-0.13.1-py3-none-any.whl"
 DATA = "nannyml/datasets/data/"
 CHUNK = 5000
 METRICS = ("accuracy", "roc_auc")
+# Run in the nannyml interpreter: its CBPE estimate per analysis chunk, as JSON.
+NANNYML_SCRIPT = """
+import json, sys, warnings
+warnings.filterwarnings("ignore")
+import nannyml as nml
+name, metrics, chunk = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
+if name == "synthetic_sample":
+    reference, analysis, _ = nml.load_synthetic_binary_classification_dataset()
+    options = dict(y_pred_proba="y_pred_proba", y_true="work_home_actual",
+                   problem_type="classification_binary")
+else:
+    reference, analysis, _ = nml.load_synthetic_multiclass_classification_dataset()
+    classes = ("prepaid_card", "highstreet_card", "upmarket_card")
+    options = dict(y_pred_proba={c: "y_pred_proba_" + c for c in classes}, y_true="y_true",
+                   problem_type="classification_multiclass")
+estimator = nml.CBPE(y_pred="y_pred", metrics=metrics, chunk_size=chunk, **options)
+estimator.fit(reference)
+frame = estimator.estimate(analysis).filter(period="analysis").to_df()
+print(json.dumps({m: [float(v) for v in frame[(m, "value")]] for m in metrics}))
+"""
 
 BINARY: dict[str, Any] = {
     "name": "synthetic_sample",
@@ -113,7 +140,21 @@ def write_csv(path: Path, rows: list[dict[str, str]], renames: dict[str, str]) -
         writer.writerows(list(row.values()) for row in rows)
 
 
-def run(dataset: dict[str, Any], archive: zipfile.ZipFile, work: Path) -> dict[str, float]:
+def nannyml_estimates(python: str, name: str) -> dict[str, list[float]]:
+    done = subprocess.run(
+        [python, "-c", NANNYML_SCRIPT, name, ",".join(METRICS), str(CHUNK)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    estimates: dict[str, list[float]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return estimates
+
+
+def run(
+    dataset: dict[str, Any], archive: zipfile.ZipFile, work: Path, nannyml: str | None
+) -> dict[str, float]:
     name, label = dataset["name"], dataset["label"]
     schema = parse_schema(
         {"model": name, "features": dataset["features"], "prediction": dataset["prediction"]},
@@ -134,9 +175,14 @@ def run(dataset: dict[str, Any], archive: zipfile.ZipFile, work: Path) -> dict[s
         f"\n{name}: {len(reference):,} reference rows ({baseline.reference.count:,} kept), "
         f"calibration: {getattr(context.estimator, 'calibration', context.estimator)}"
     )
-    print(f"{'chunk':>12}  " + "  ".join(f"{m + ' est':>13} {'realised':>8}" for m in METRICS)
+    theirs = nannyml_estimates(nannyml, name) if nannyml else None
+    beside = f" {'nannyml':>8}" if theirs else ""
+    print(f"{'chunk':>12}  "
+          + "  ".join(f"{m + ' est':>13} {'realised':>8}{beside}" for m in METRICS)
           + "  flagged")  # fmt: skip
     gaps: dict[str, list[float]] = {metric: [] for metric in METRICS}
+    differences: dict[str, list[float]] = {metric: [] for metric in METRICS}
+    actuals: dict[str, list[float]] = {metric: [] for metric in METRICS}
     for start in range(0, len(analysis), CHUNK):
         rows = [{**row, label: truth[row["id"]]} for row in analysis[start : start + CHUNK]]
         path = work / "chunk.csv"
@@ -152,22 +198,46 @@ def run(dataset: dict[str, Any], archive: zipfile.ZipFile, work: Path) -> dict[s
             guess, actual = estimated.metric(metric), realised.metrics.get(metric)
             assert guess is not None and actual is not None, estimated.reason
             gaps[metric].append(abs(guess.value - actual))
-            cells.append(f"{guess.value:13.4f} {actual:8.4f}")
+            actuals[metric].append(actual)
+            cell = f"{guess.value:13.4f} {actual:8.4f}"
+            if theirs:
+                published = theirs[metric][start // CHUNK]
+                differences[metric].append(abs(guess.value - published))
+                cell += f" {published:8.4f}"
+            cells.append(cell)
             if guess.alert:
                 flagged.append(metric)
         span = f"{start}-{start + len(rows) - 1}"
         print(f"{span:>12}  " + "  ".join(cells) + f"  {','.join(flagged) or '-'}")
     means = {metric: sum(v) / len(v) for metric, v in gaps.items()}
     print("mean absolute gap: " + ", ".join(f"{m} {v:.4f}" for m, v in means.items()))
+    if theirs:
+        published_gap = {
+            m: sum(abs(e - r) for e, r in zip(theirs[m], actuals[m], strict=True)) / len(actuals[m])
+            for m in METRICS
+        }
+        print(
+            "nannyml's own estimate: mean absolute gap "
+            + ", ".join(f"{m} {published_gap[m]:.4f}" for m in METRICS)
+            + "; ours vs nannyml's: "
+            + ", ".join(f"{m} {sum(v) / len(v):.4f}" for m, v in differences.items())
+        )
     return means
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "nannyml")
+    parser.add_argument(
+        "--nannyml-python",
+        metavar="PY",
+        help="an interpreter with nannyml installed: its CBPE printed beside ours",
+    )
     args = parser.parse_args()
     with zipfile.ZipFile(wheel(args.cache)) as archive, tempfile.TemporaryDirectory() as tmp:
-        results = {d["name"]: run(d, archive, Path(tmp)) for d in (BINARY, MULTICLASS)}
+        results = {
+            d["name"]: run(d, archive, Path(tmp), args.nannyml_python) for d in (BINARY, MULTICLASS)
+        }
     worst = max(value for means in results.values() for value in means.values())
     print(f"\nlargest mean gap {worst:.4f} (aim <= 0.02): {'met' if worst <= 0.02 else 'MISSED'}")
 

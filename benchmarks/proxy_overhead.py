@@ -3,9 +3,10 @@
 Same load for each target: OIP v2 POST with a ~1 KB body to an upstream that
 answers after 2 ms, driven by wrk at 1 and 8 connections on 127.0.0.1. Prints
 p50/p99 latency, the latency added against direct, throughput, and the proxy's
-CPU seconds per request (utime+stime of all its processes, from /proc).
+CPU seconds per request (utime+stime of all its processes, from /proc); for the
+sidecar also split into its serving and analysis processes.
 
-    python benchmarks/proxy_overhead.py [--seconds 10] [--json out.json]
+    python benchmarks/proxy_overhead.py [--seconds 10] [--connections 1 8] [--json out.json]
 """
 
 from __future__ import annotations
@@ -54,26 +55,51 @@ class Result:
     added_p50_ms: float = 0.0
     added_p99_ms: float = 0.0
     cpu_us_per_request: float | None = None
+    serving_us_per_request: float | None = None
+    analysis_us_per_request: float | None = None
 
 
-def process_tree_cpu_seconds(root_pid: int) -> float:
-    pids = {root_pid}
+@dataclass(frozen=True)
+class TreeCpu:
+    """CPU seconds of a process tree, the sidecar's analysis processes apart."""
+
+    total: float
+    analysis: float
+
+
+def process_tree_cpu(root_pid: int) -> TreeCpu:
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[1]) in pids or int(fields[1]) == root_pid:
-                pids.add(int(entry.name))
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+            parents[int(entry.name)] = int(fields[1])
+            ticks[int(entry.name)] = int(fields[11]) + int(fields[12])  # utime, stime
+    depth = {root_pid: 0}
+    changed = True
+    while changed:  # /proc lists children before parents at times: settle by passes
+        changed = False
+        for pid, parent in parents.items():
+            if pid not in depth and parent in depth:
+                depth[pid] = depth[parent] + 1
+                changed = True
+    # Serving processes are the root (one worker) or its children (uvicorn --workers);
+    # each spawns its analysis process, so the analysis is the deepest spawned level.
+    spawned = [pid for pid in depth if pid != root_pid and _is_spawned(pid)]
+    deepest = max((depth[pid] for pid in spawned), default=-1)
+    analysis = sum(ticks.get(pid, 0) for pid in spawned if depth[pid] == deepest)
+    total = sum(ticks.get(pid, 0) for pid in depth)
+    return TreeCpu(total / CLOCK_TICKS, analysis / CLOCK_TICKS)
+
+
+def _is_spawned(pid: int) -> bool:
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -145,6 +171,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per run")
     parser.add_argument("--delay-ms", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=1, help="sidecar server processes")
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
@@ -213,18 +240,23 @@ def main() -> int:
             # The floor of a Python proxy (benchmarks/bare_proxy.py): no metrics, no capture.
             "bare-py": (bare_port, bare.pid),
         }
-        for connections in (1, 8):
+        for connections in args.connections:
             for name, (port, pid) in targets.items():
                 url = f"http://127.0.0.1:{port}{path}"
                 run_wrk(url, connections, 2, script)  # warm-up: pools, caches
                 time.sleep(0.5)  # let the sidecar's worker drain the warm-up
-                cpu_before = process_tree_cpu_seconds(pid) if pid else 0.0
+                before = process_tree_cpu(pid) if pid else TreeCpu(0.0, 0.0)
                 requests, rps, p50, p99 = run_wrk(url, connections, args.seconds, script)
                 time.sleep(0.5)  # include the background worker's share of this run
                 result = Result(name, connections, requests, rps, p50, p99)
                 if pid:
-                    cpu = process_tree_cpu_seconds(pid) - cpu_before
-                    result.cpu_us_per_request = cpu / requests * 1e6
+                    after = process_tree_cpu(pid)
+                    per_request = 1e6 / requests
+                    result.cpu_us_per_request = (after.total - before.total) * per_request
+                    if name == "sidecar":
+                        analysis = (after.analysis - before.analysis) * per_request
+                        result.analysis_us_per_request = analysis
+                        result.serving_us_per_request = result.cpu_us_per_request - analysis
                 results.append(result)
         for result in results:
             direct = next(
@@ -239,19 +271,21 @@ def main() -> int:
     )
     print(
         f"{'target':8} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'+p50 ms':>8} {'+p99 ms':>8} {'CPU µs/req':>10}"
+        f"{'+p50 ms':>8} {'+p99 ms':>8} {'CPU µs/req':>10} {'serving':>8} {'analysis':>8}"
     )
     for r in results:
-        cpu_text = (
-            f"{r.cpu_us_per_request:10.0f}" if r.cpu_us_per_request is not None else f"{'-':>10}"
-        )
         print(
             f"{r.target:8} {r.connections:5d} {r.rps:9.0f} {r.p50_ms:8.3f} {r.p99_ms:8.3f} "
-            f"{r.added_p50_ms:8.3f} {r.added_p99_ms:8.3f} {cpu_text}"
+            f"{r.added_p50_ms:8.3f} {r.added_p99_ms:8.3f} {_cell(r.cpu_us_per_request, 10)} "
+            f"{_cell(r.serving_us_per_request, 8)} {_cell(r.analysis_us_per_request, 8)}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2))
     return 0
+
+
+def _cell(value: float | None, width: int) -> str:
+    return f"{value:{width}.0f}" if value is not None else f"{'-':>{width}}"
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from exporter.analysis import protocols
 from exporter.analysis.frames import CapturedExchange, Headers
-from exporter.analysis.pairing import ShadowPairing
+from exporter.analysis.pairing import PrimaryRequests, ShadowPairing, parse_answer
 from exporter.analysis.protocols.base import (
     AdapterConfig,
     Exchange,
@@ -42,6 +42,9 @@ class AnalysedExchange:
     model: str  # the model's own name (printable): what the input log records
     parsed: ParsedExchange
     first_row: int  # where this exchange's rows start in its model's FeatureBatch
+    # A shadow whose primary is in the same batch, for the same model: its rows are the
+    # primary's, and so are its features (in `AnalysedBatch.features`, from first_row).
+    shares_rows: bool = False
 
     def row_number(self, row: int) -> int:
         """The request's own index of `row` (rows may be a sample of the request's)."""
@@ -58,7 +61,8 @@ class AnalysedBatch:
     shadow_features: dict[str, FeatureBatch] = field(default_factory=dict)
 
     def features_of(self, exchange: AnalysedExchange) -> FeatureBatch | None:
-        by_model = self.shadow_features if exchange.item.role == SHADOW else self.features
+        own = exchange.item.role == SHADOW and not exchange.shares_rows
+        by_model = self.shadow_features if own else self.features
         return by_model.get(exchange.model)
 
 
@@ -74,9 +78,16 @@ class Analyzer:
         self._class_label = LabelCap(settings.max_label_values, settings.prediction.classes)
         self._tally = Tally()
         self._series: dict[tuple[str, str], _ModelSeries] = {}
-        # Shadows' predictions are compared with the real answer's of the same request.
-        self._pairing = ShadowPairing(metrics) if settings.shadow else None
         p, g = settings.prediction, settings.generic
+        # Shadows' predictions are compared with the real answer's of the same request.
+        self._pairing = ShadowPairing(metrics, self._tally) if settings.shadow else None
+        # And their requests, the primary's byte for byte, are not parsed again: exact
+        # where no request part says the model or version (only the generic protocol's
+        # selectors read them from a request).
+        self._requests: PrimaryRequests[tuple[int, AnalysedExchange]] | None = (
+            PrimaryRequests() if settings.shadow and not (g.model or g.version) else None
+        )
+        self._batches = 0  # which process() call: a primary's rows are in its batch only
         self._adapter_config = AdapterConfig(
             class_names=p.classes,
             task=p.task,
@@ -89,28 +100,47 @@ class Analyzer:
         )
 
     def process(self, items: Sequence[CapturedExchange]) -> AnalysedBatch:
+        self._batches += 1
         exchanges: list[AnalysedExchange] = []
         rows_by_model: dict[tuple[str, bool], list[dict[str, object]]] = {}
+        requests = self._requests
         for item in items:
-            parsed = self._parse(item)
+            shadow = item.role == SHADOW
+            found = None
+            if shadow and requests is not None and not item.oversize:
+                found = requests.find(item.request_id)
+            primary = None if found is None else found[1]
+            parsed = self._parse(item) if primary is None else self._parse_answer(item, primary)
             if parsed is None:
                 continue
             # The cap is for metric series only: the log keeps every model's own name.
             model = printable(item.path_model or parsed.model or self._settings.model or "unknown")
             label = self._model_label(model)
-            shadow = item.role == SHADOW
             if self._pairing is not None:
                 self._pairing.offer(label, item, parsed.predictions)
             if not shadow:  # a shadow's answer reached no client: it is not the model's
                 self._record(item, label, parsed)
                 self._count_sampled_out(parsed, label)
-            parsed = self._with_usable_names(item, model, parsed)
+            same_model = primary is not None and primary.model == model
+            if same_model and found is not None and found[0] == self._batches:
+                exchanges.append(AnalysedExchange(item, model, parsed, found[1].first_row, True))
+                continue
+            if not same_model:
+                parsed = self._with_usable_names(item, model, parsed)
             rows = rows_by_model.setdefault((model, shadow), [])
-            exchanges.append(AnalysedExchange(item, model, parsed, len(rows)))
+            analysed = AnalysedExchange(item, model, parsed, len(rows))
+            exchanges.append(analysed)
             rows.extend(parsed.rows)
+            # Tensors mix the request's with the response's: such a request is read again.
+            if requests is not None and not shadow and not parsed.tensors:
+                requests.remember(item.request_id, len(parsed.rows), (self._batches, analysed))
         features: dict[str, FeatureBatch] = {}
         shadow_features: dict[str, FeatureBatch] = {}
         for (model, shadow), rows in rows_by_model.items():
+            # Shadows' rows repeat their primaries' inputs: inferring a schema from them
+            # would count those twice.
+            if shadow and self.features.schemas.for_model(model) is None:
+                continue
             batch = self.features.run(model, rows)
             if batch is None:
                 continue
@@ -174,12 +204,24 @@ class Analyzer:
         except Exception:  # a bug in an adapter must not stop the analysis
             self.count_internal_error(item, "parsing")
             return None
+        self._count_notes(item, parsed)
+        return parsed
+
+    def _parse_answer(self, item: CapturedExchange, primary: AnalysedExchange) -> ParsedExchange:
+        """A shadow's exchange: its primary's request rows and its own response. The
+        request's problems were counted with the primary's."""
+        headers = _decode_headers(item.response_headers) if 200 <= item.status < 300 else {}
+        parsed = parse_answer(item, headers, primary.parsed, self._adapter_config)
+        self._count_notes(item, parsed)
+        return parsed
+
+    def _count_notes(self, item: CapturedExchange, parsed: ParsedExchange) -> None:
+        m = self._metrics
         if parsed.response_error is not None:
             reason = parsed.response_error.reason
             m.payload_parse_errors.labels(item.protocol, "response", reason).inc()
         for part, reason in parsed.notes:
             m.payload_parse_errors.labels(item.protocol, part, reason).inc()
-        return parsed
 
     def _record(self, item: CapturedExchange, model: str, parsed: ParsedExchange) -> None:
         m = self._metrics

@@ -73,6 +73,7 @@ def build_records(
         # A shadow's record never replaces the real answer's: an id of its own.
         suffix = f":shadow:{item.candidate}" if item.role == SHADOW else ""
         predictions = parsed.predictions if len(parsed.predictions) == len(rows) else []
+        classes = _schema_classes(schemas, exchange.model)
         for index, values in enumerate(rows):
             row = exchange.row_number(index)
             records.append(
@@ -88,7 +89,7 @@ def build_records(
                     latency_ms=item.latency_s * 1000.0,
                     features=_capped(values, policy.record_max_bytes),
                     issues=issues[index],
-                    prediction=_prediction(predictions[index]) if predictions else None,
+                    prediction=_prediction(predictions[index], classes) if predictions else None,
                     role=item.role,
                     candidate=item.candidate,
                 )
@@ -225,9 +226,38 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _prediction(prediction: Prediction) -> PredictionValue:
+def _prediction(prediction: Prediction, classes: tuple[str, ...]) -> PredictionValue:
+    label, probabilities = _named(prediction.label, _finite(prediction.probabilities), classes)
     return PredictionValue(
         value=prediction.value if prediction.value is None else _number(prediction.value),
-        label=prediction.label,
+        label=label,
         score=prediction.score if prediction.score is None else _number(prediction.score),
+        probabilities=probabilities,
     )
+
+
+def _finite(probabilities: Mapping[str, float] | None) -> dict[str, float] | None:
+    if not probabilities:
+        return None
+    kept = {name: p for name, p in probabilities.items() if math.isfinite(p)}
+    return kept or None
+
+
+def _schema_classes(schemas: SchemaSet, model: str) -> tuple[str, ...]:
+    schema = schemas.for_model(model)
+    return schema.prediction.classes if schema is not None and schema.prediction else ()
+
+
+def _named(
+    label: str | None, probabilities: dict[str, float] | None, classes: tuple[str, ...]
+) -> tuple[str | None, dict[str, float] | None]:
+    """Class indices ("0".."n-1": what adapters name classes by when the settings'
+    `prediction.classes` is empty) named by the schema's classes, so that the record
+    matches the baseline's `proba_<class>` columns and labels. Left as they are when a
+    class is itself named like an index (no telling which is meant)."""
+    index = {str(i): name for i, name in enumerate(classes)}
+    if not classes or not index.keys().isdisjoint(classes):
+        return label, probabilities
+    if probabilities is not None and probabilities.keys() == index.keys():
+        probabilities = {index[key]: p for key, p in probabilities.items()}
+    return (label if label is None else index.get(label, label)), probabilities

@@ -23,6 +23,8 @@ class PredictionValue:
     value: float | None = None
     label: str | None = None
     score: float | None = None
+    # Per class, for classifiers that return them (multiclass estimation needs them all).
+    probabilities: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class LogRecord:
                 "label": self.prediction.label,
                 "score": self.prediction.score,
             }
+            if self.prediction.probabilities:
+                document["prediction"]["probabilities"] = dict(self.prediction.probabilities)
         if self.label is not None:
             document["label"] = self.label
         return document

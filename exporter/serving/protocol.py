@@ -2,20 +2,23 @@
 
 uvicorn's per-request ASGI machinery (scope, receive/send messages, header
 checks, head and body written apart) cost about 200 µs of CPU per request at
-one connection on the benchmark machine, more than everything else the serving
-process does. Control paths still go to the ASGI app; every other request is a
-`ProxiedRequest` handed straight to `Proxy.handle`, which answers with one write.
-Connection handling (keep-alive, pipelining, flow control, graceful shutdown) is
-uvicorn's: a `ProxiedRequest` stands in for its request cycle, with the
-attributes that code reads.
+one connection on the benchmark machine. Control paths still go to the ASGI app;
+every other request is a `ProxiedRequest` handed to `Proxy.handle` from the
+parser's callback once its body is in, with no task per request: the proxy
+answers from the upstream connection's callbacks (README "Proxy overhead").
+Connection handling (pipelining, flow control, graceful shutdown) is uvicorn's:
+a `ProxiedRequest` stands in for its request cycle, with the attributes that code
+reads. The keep-alive timeout is one timer per connection, moved forward only when
+it fires, instead of a timer set and cancelled per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httptools
@@ -25,7 +28,7 @@ from uvicorn.server import ServerState
 
 from exporter.analysis.frames import Headers
 
-Handler = Callable[["ProxiedRequest"], Awaitable[None]]
+Handler = Callable[["ProxiedRequest"], None]
 
 CONTROL_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/schema", "/feedback"})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -49,6 +52,30 @@ class SidecarHttpProtocol(HttpToolsProtocol):
         sidecar = _find_sidecar(self.app)
         self.handler: Handler = sidecar.proxy.handle
         self.max_body: int = sidecar.settings.max_request_bytes
+        # Called once the client's socket takes data again (set while a relay waits).
+        self.on_writable: Callable[[], None] | None = None
+        self._idle_since: float | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        request: object = self.cycle
+        if type(request) is ProxiedRequest:
+            # uvicorn's handling below is for its own cycles.
+            self.cycle = None  # type: ignore[assignment]
+            if not request.response_complete:
+                request.disconnected = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._writable()
+        super().connection_lost(exc)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._writable()
+
+    def on_message_begin(self) -> None:
+        self._idle_since = None
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -79,7 +106,7 @@ class SidecarHttpProtocol(HttpToolsProtocol):
         )
         self.cycle = request  # type: ignore[assignment]
         if existing is None or existing.response_complete:
-            self._start_asgi_task(request, self.app)  # type: ignore[arg-type]
+            request.start()
         else:
             # Pipelined: answered in order once the request before it is done.
             self.flow.pause_reading()
@@ -99,6 +126,42 @@ class SidecarHttpProtocol(HttpToolsProtocol):
         else:
             super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        # uvicorn's, but the keep-alive timer is not set anew for every response.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            waiting: object = cycle
+            if type(waiting) is ProxiedRequest:
+                # On the next loop step: starting it here would nest one request's
+                # handling inside the end of the one before.
+                self.loop.call_soon(waiting.start)
+            else:
+                self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = now = self.loop.time()
+        if self._idle_timer is None:
+            self._idle_timer = self.loop.call_at(now + self.timeout_keep_alive, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._idle_timer = None
+        idle_since = self._idle_since
+        if idle_since is None or self.transport.is_closing():
+            return  # busy: the end of its response sets the timer again
+        expires = idle_since + self.timeout_keep_alive
+        if self.loop.time() >= expires:
+            self.transport.close()
+        else:
+            self._idle_timer = self.loop.call_at(expires, self._check_idle)
+
+    def _writable(self) -> None:
+        callback, self.on_writable = self.on_writable, None
+        if callback is not None:
+            callback()
+
 
 class ProxiedRequest:
     """One proxied request and its response, in place of uvicorn's request cycle."""
@@ -117,6 +180,7 @@ class ProxiedRequest:
         keep_alive: bool,
         expect_continue: bool,
     ) -> None:
+        self.started = time.perf_counter()
         self.method = method
         self.path = path
         self.raw_path = raw_path
@@ -130,14 +194,15 @@ class ProxiedRequest:
         self._chunks: list[bytes] = []
         self._size = 0
         self._chunked = False
+        self._active = False  # its turn on the connection has come
+        self._handled = False
         self.more_body = True
         self.too_large = False
         self.response_started = False
-        # Also read or set by uvicorn's connection handling (shutdown, connection_lost).
+        # Also read or set by uvicorn's connection handling (shutdown).
         self.keep_alive = keep_alive
         self.disconnected = False
         self.response_complete = False
-        self.message_event = asyncio.Event()  # set when the body is in, too large or gone
 
     # Fed by the protocol's parser callbacks.
     def add_body(self, data: bytes) -> None:
@@ -147,42 +212,36 @@ class ProxiedRequest:
         if self._size > self._protocol.max_body:
             self.too_large = True
             self._chunks.clear()
-            self.message_event.set()
+            self._ready()
             return
         self._chunks.append(data)
 
     def end_body(self) -> None:
         self.more_body = False
-        self.message_event.set()
+        self._ready()
 
-    async def run_asgi(self, app: object) -> None:
-        """Named as uvicorn calls a request cycle; `app` is not used."""
+    def start(self) -> None:
+        """Its turn has come: handled now if the body is in, else once it is."""
+        self._active = True
+        if self.disconnected:
+            return
+        if self.more_body and not self.too_large and self._expect_continue:
+            self._transport.write(_CONTINUE)
+        self._ready()
+
+    def _ready(self) -> None:
+        if not self._active or self._handled or (self.more_body and not self.too_large):
+            return
+        self._handled = True
         try:
-            await self._protocol.handler(self)
+            self._protocol.handler(self)
         except Exception:
-            _logger.exception("Exception while proxying %s %s", self.method, self.path)
-            if not self.response_started:
-                self.respond(
-                    500,
-                    [(b"content-type", b"text/plain; charset=utf-8")],
-                    b"Internal Server Error",
-                    close=True,
-                )
-            else:
-                self._transport.close()
-        finally:
-            if not self.response_complete:
-                self._complete()
+            # Raised into the parser, it would become a 400 for the whole connection.
+            self.fail(f"Exception while proxying {self.method} {self.path}")
 
-    async def body(self) -> bytes | None:
-        """The whole request body; None if it is over the limit or the client left."""
-        if self.more_body and not self.too_large and not self.disconnected:
-            if self._expect_continue and not self._transport.is_closing():
-                self._transport.write(_CONTINUE)
-            await self.message_event.wait()
-        if self.too_large or self.disconnected:
-            return None
-        return b"".join(self._chunks)  # one chunk: that very object, no copy
+    def body(self) -> bytes:
+        """The whole request body (`too_large` unset): one chunk is that very object."""
+        return b"".join(self._chunks)
 
     def respond(
         self, status: int, headers: Headers, body: bytes, *, has_length: bool = False,
@@ -214,17 +273,36 @@ class ProxiedRequest:
         head.append(b"\r\n")
         self._write(b"".join(head))
 
-    async def stream(self, data: bytes) -> None:
-        if not data:  # an empty chunk would end a chunked body
-            return
-        self._write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
-        flow = self._protocol.flow
-        if flow.write_paused and not self.disconnected:
-            await flow.drain()
+    def stream(self, data: bytes) -> bool:
+        """Send part of the body; False if the client reads slower than that: then
+        stop feeding it until `when_writable`'s callback."""
+        if data:  # an empty chunk would end a chunked body
+            self._write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
+        return not self._protocol.flow.write_paused or self.disconnected
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        """Call back once the client's socket takes data again (or the client left)."""
+        self._protocol.on_writable = callback
 
     def end_stream(self) -> None:
         if self._chunked:
             self._write(_LAST_CHUNK)
+        self._complete()
+
+    def fail(self, message: str) -> None:
+        """Log the exception being handled; a 500 if nothing was sent, else close."""
+        _logger.exception(message)
+        if self.response_complete:
+            return
+        if not self.response_started:
+            headers = [(b"content-type", b"text/plain; charset=utf-8")]
+            self.respond(500, headers, b"Internal Server Error", close=True)
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        """End a response cut short: close the connection."""
+        self.keep_alive = False
         self._complete()
 
     def _head(self, status: int, headers: Headers) -> list[bytes]:
@@ -246,7 +324,6 @@ class ProxiedRequest:
 
     def _complete(self) -> None:
         self.response_complete = True
-        self.message_event.set()
         if not self.keep_alive:
             self._transport.close()
         self._protocol.on_response_complete()

@@ -4,7 +4,11 @@ its way, never awaited by the client.
 Each candidate has its own pool (its own timeouts) and a bound on copies in flight; a copy
 beyond it is dropped and counted, never queued. Its answer is handed to the analysis like
 the primary's, marked role "shadow" and the candidate's name, so it goes through the
-same protocol adapter and features and is logged beside the primary's record.
+same protocol adapter and features and is logged beside the primary's record (the
+analysis reads the request once, for both).
+
+Per copy, apart from the HTTP exchange: one task, and tallies on series looked up once
+per candidate and model.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import random
 import sys
 import time
 import traceback
-from typing import Any
+
+from prometheus_client import Counter, Histogram
 
 from exporter.analysis.frames import CapturedExchange, Headers
 from exporter.errors import UpstreamError
@@ -29,9 +34,35 @@ from exporter.tally import Tally
 class _Candidate:
     def __init__(self, settings: ShadowSettings, target: Target) -> None:
         self.target = target
+        self.name = target.name
+        self.host = (b"host", target.host_header)
         self.sample = settings.sample
         self.max_in_flight = settings.max_in_flight
         self.in_flight = 0
+        self.series: dict[str, _Series] = {}  # by model: bounded, model labels are capped
+
+
+class _Series:
+    """One candidate's series for one model."""
+
+    def __init__(self, metrics: Metrics, model: str, name: str) -> None:
+        self._metrics = metrics
+        self._model = model
+        self._name = name
+        # Created at once, at 0: a rate over them is 0, not absent, while nothing is
+        # dropped (dashboards and alerts see the candidate from its first copy).
+        self.dropped_concurrency = metrics.shadow_dropped.labels(model, name, "concurrency")
+        self.dropped_queue = metrics.shadow_dropped.labels(model, name, "queue")
+        self.duration: Histogram = metrics.shadow_duration.labels(model, name)
+        self._requests: dict[str, Counter] = {}  # bounded: HTTP statuses, timeout, error
+
+    def requests(self, code: str) -> Counter:
+        counter = self._requests.get(code)
+        if counter is None:
+            counter = self._requests[code] = self._metrics.shadow_requests.labels(
+                self._model, self._name, code
+            )
+        return counter
 
 
 class ShadowSender:
@@ -49,8 +80,6 @@ class ShadowSender:
         self._channel = channel
         self._tally = tally
         self._limit = capture_max_bytes
-        self._series: dict[tuple[str, str, str], Any] = {}  # bounded: capped model labels
-        self._shown: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def copy(
@@ -68,19 +97,17 @@ class ShadowSender:
         for candidate in self._candidates:
             if candidate.sample < 1.0 and random.random() >= candidate.sample:
                 continue  # sampled out: not a drop
-            name = candidate.target.name
-            if (model, name) not in self._shown:
-                self._show(model, name)
+            series = candidate.series.get(model)
+            if series is None:
+                series = candidate.series[model] = _Series(self._metrics, model, candidate.name)
             if candidate.in_flight >= candidate.max_in_flight:
-                self._tally.inc(self._counter("dropped", model, name, "concurrency"))
+                self._tally.inc(series.dropped_concurrency)
                 continue
-            target = candidate.target
-            headers = forward if preserve_host else [(b"host", target.host_header), *forward[1:]]
+            headers = forward if preserve_host else [candidate.host, *forward[1:]]
             candidate.in_flight += 1
             loop = loop or asyncio.get_running_loop()
-            task = loop.create_task(
-                self._send(candidate, model, exchange, body, target.prefix + target_path, headers)
-            )
+            target = candidate.target.prefix + target_path
+            task = loop.create_task(self._send(candidate, series, exchange, body, target, headers))
             self._tasks.add(task)  # a reference until done: asyncio keeps only weak ones
             task.add_done_callback(self._done)
 
@@ -99,13 +126,12 @@ class ShadowSender:
     async def _send(
         self,
         candidate: _Candidate,
-        model: str,
+        series: _Series,
         exchange: CapturedExchange,
         body: bytes,
         target: str,
         headers: Headers,
     ) -> None:
-        name = candidate.target.name
         started = time.perf_counter()
         try:
             pool = candidate.target.pool
@@ -125,8 +151,8 @@ class ShadowSender:
         finally:
             candidate.in_flight -= 1
         elapsed = time.perf_counter() - started
-        self._tally.inc(self._counter("requests", model, name, code))
-        self._tally.observe(self._counter("duration", model, name, ""), elapsed)
+        self._tally.inc(series.requests(code))
+        self._tally.observe(series.duration, elapsed)
         if code in ("timeout", "error"):
             return
         analysed = response_headers(response.headers)[3]
@@ -138,28 +164,7 @@ class ShadowSender:
             latency_s=elapsed,
             oversize=oversize,
             role="shadow",
-            candidate=name,
+            candidate=candidate.name,
         )
         if not self._channel.offer(shadow):
-            self._tally.inc(self._counter("dropped", model, name, "queue"))
-
-    def _show(self, model: str, name: str) -> None:
-        """Drop series at 0 from a candidate's first copy: a rate over them is 0, not
-        absent, while nothing is dropped (dashboards and alerts see the candidate)."""
-        for reason in ("concurrency", "queue"):
-            self._counter("dropped", model, name, reason)
-        self._shown.add((model, name))
-
-    def _counter(self, kind: str, model: str, name: str, extra: str) -> Any:
-        key = (kind, model, name + "\x00" + extra)
-        series = self._series.get(key)
-        if series is None:
-            m = self._metrics
-            if kind == "dropped":
-                series = m.shadow_dropped.labels(model, name, extra)
-            elif kind == "requests":
-                series = m.shadow_requests.labels(model, name, extra)
-            else:
-                series = m.shadow_duration.labels(model, name)
-            self._series[key] = series
-        return series
+            self._tally.inc(series.dropped_queue)

@@ -3,7 +3,9 @@
 Both stores' row readers (`sqlite.rows`, `elasticsearch.rows`) yield `RowBatch`es of
 at most a chunk of rows, columns fixed for the whole read (`LoggedColumns`), oldest row
 first. Features are the preprocessed values the sidecar logged: a `log: hash` feature
-holds its hash, a `log: false` one is not there at all.
+holds its hash, a `log: false` one is not there at all. A column of texts or rows is a
+list or an Arrow array (`pa.array(column, type)` takes either): the SQLite reader builds
+Arrow arrays without a Python object per value.
 """
 
 from __future__ import annotations

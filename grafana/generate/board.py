@@ -68,10 +68,10 @@ class Board:
             .variables(list(variables))
         )
 
-    def row(self, title: str) -> None:
-        self._builder = self._builder.with_row(
-            dashboard_builders.Row(title).id(self._take_id()).collapsed(False)
-        )
+    def row(self, title: str, *, repeat: str | None = None) -> None:
+        """A row of the panels added next; `repeat` names a variable to repeat it for."""
+        row = dashboard_builders.Row(title).id(self._take_id()).collapsed(False)
+        self._builder = self._builder.with_row(row if repeat is None else row.repeat(repeat))
 
     def add(
         self, panel: AnyPanel, width: int = 12, height: int = 8, *, may_be_empty: bool = False

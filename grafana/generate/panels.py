@@ -179,6 +179,64 @@ def versus(
     )
 
 
+def _properties(**properties: object) -> list[dashboard_models.DynamicConfigValue]:
+    """Field settings of an override; `custom__fillOpacity` is Grafana's custom.fillOpacity."""
+    return [
+        dashboard_models.DynamicConfigValue(id_val=key.replace("__", "."), value=value)
+        for key, value in properties.items()
+    ]
+
+
+# The series of `band`: fixed names, which is what Grafana's fill-between pairs.
+ESTIMATED, LOWER, UPPER, REALISED = "estimated", "band lower", "band upper", "realised"
+
+
+def band(
+    title: str,
+    description: str,
+    estimate: str,
+    bounds: tuple[str, str],
+    realised: str,
+    style: Style,
+) -> timeseries_builders.Panel:
+    """An `estimate` (dashed) filled between its (lower, upper) `bounds` exprs, and the
+    `realised` value (solid) on the same time axis. Grafana fills between two series named
+    exactly, so each panel must show one series of each: repeat it per label value."""
+    lower, upper = bounds
+    estimate_color = {"mode": "fixed", "fixedColor": "blue"}
+    panel = timeseries(
+        title,
+        description,
+        [
+            prom(estimate, ESTIMATED),
+            prom(lower, LOWER),
+            prom(upper, UPPER),
+            prom(realised, REALISED),
+        ],
+        style,
+        dashed=f"^{ESTIMATED}$",
+    )
+    return (
+        panel.override_by_name(
+            UPPER,
+            _properties(
+                custom__fillBelowTo=LOWER,
+                custom__fillOpacity=20,
+                custom__lineWidth=0,
+                color=estimate_color,
+            ),
+        )
+        .override_by_name(
+            LOWER, _properties(custom__fillOpacity=0, custom__lineWidth=0, color=estimate_color)
+        )
+        .override_by_name(ESTIMATED, _properties(color=estimate_color))
+        .override_by_name(
+            REALISED,
+            _properties(custom__lineWidth=2, color={"mode": "fixed", "fixedColor": "orange"}),
+        )
+    )
+
+
 def stat_panel(
     title: str,
     description: str,
@@ -257,10 +315,16 @@ def table_panel(
     *,
     datasource: dashboard_models.DataSourceRef = PROMETHEUS,
     organize: dict[str, object] | None = None,
+    merge: bool = False,
 ) -> table.Panel:
-    """A table; `organize` is the options of Grafana's "organize fields" transformation."""
+    """A table; `organize` is the options of Grafana's "organize fields" transformation;
+    `merge` joins the targets' rows on their labels first (one column per target)."""
     panel = _styled(table.Panel(), title, description, targets, style, datasource)
     panel = panel.filterable(True).cell_height(common.TableCellHeight.SM)
+    if merge:
+        panel = panel.with_transformation(
+            dashboard_models.DataTransformerConfig(id_val="merge", options={})
+        )
     if organize is not None:
         panel = panel.with_transformation(
             dashboard_models.DataTransformerConfig(id_val="organize", options=organize)

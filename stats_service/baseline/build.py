@@ -3,6 +3,9 @@
 One streaming pass: each chunk of the file becomes a `RawTable`, then
 `exporter.features.compute.compute_table_features` turns it into feature values exactly as the
 sidecar does for live rows, and bounded accumulators (`stats_service.baseline.sketches`) take it.
+Categorical columns the CSV decoder hands over as codes into their distinct cells
+(`exporter.features.coded`) take the same code once per distinct cell; their counts and
+samples are then made from the codes (np.bincount), never from a Python object per cell.
 
 Quantile edges: np.quantile (linear) over a reservoir sample of up to 100,000 values per
 feature. Up to that many values they are the exact quantiles of the data; beyond, the
@@ -19,6 +22,7 @@ label and prediction without probability columns).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +31,8 @@ from typing import Literal, cast
 
 import numpy as np
 
-from exporter.features.compute import FeatureBatch, compute_table_features
+from exporter.features.coded import CodedFeature, compute_coded_features
+from exporter.features.compute import FeatureBatch
 from exporter.features.table import FloatArray, RawColumn, RawTable
 from exporter.schema import Feature, Schema, Source, schema_hash
 from stats_service.baseline.contents import (
@@ -122,12 +127,12 @@ def build_baseline(
             )
         found.update(name for name in extra.values() if name in table.columns)
         features_table = table.without(*extra.values(), *probabilities.values())
-        batch = compute_table_features(schema, features_table, hash_key=hash_key)
-        builder.add(batch)
+        batch, coded = compute_coded_features(schema, features_table, hash_key=hash_key)
+        builder.add(batch, coded)
         if sampler is not None and label_column in table.columns:
             _sample_reference(sampler, table, label_column, prediction_column, batch)
         for role, extra_schema in extra_schemas.items():
-            extra_builders[role].add(compute_table_features(extra_schema, table))
+            extra_builders[role].add(*compute_coded_features(extra_schema, table))
         if progress is not None:
             progress(BuildProgress(builder.rows, reader.bytes_read, reader.total_bytes))
     for role, name in extra.items():
@@ -232,14 +237,19 @@ class _Builder:
         self._row_slots = ReservoirSlots(sample_size, "rows")
         self._row_matrix = np.full((sample_size, len(self.numeric_names)), np.nan)
 
-    def add(self, batch: FeatureBatch) -> None:
+    def add(self, batch: FeatureBatch, coded: dict[str, CodedFeature]) -> None:
         self.rows += batch.n_rows
-        for code, count in batch.issue_counts().items():
-            self.issue_counts[code] = self.issue_counts.get(code, 0) + count
+        counts = [batch.issue_counts(), *(feature.issue_counts() for feature in coded.values())]
+        for code, count in itertools.chain.from_iterable(c.items() for c in counts):
+            if count:
+                self.issue_counts[code] = self.issue_counts.get(code, 0) + count
         for name, accumulator in self.numeric.items():
             accumulator.add(batch.numeric[name])
         for name, categorical in self.categorical.items():
-            categorical.add(batch.categorical[name])
+            if name in coded:
+                categorical.add_coded(coded[name])
+            else:
+                categorical.add(batch.categorical[name])
         positions, slots = self._row_slots.place(batch.n_rows)
         for j, name in enumerate(self.numeric_names):
             self._row_matrix[slots, j] = batch.numeric[name][positions]
@@ -313,6 +323,23 @@ class _CategoricalAccumulator:
         self.missing += len(values) - len(present)
         self.counter.add(present)
         self.sample.add(present)
+
+    def add_coded(self, feature: CodedFeature) -> None:
+        # Texts numbered in order of first appearance, as Counter would meet them.
+        numbers: dict[str, int] = {}
+        text_of = np.array(
+            [
+                -1 if text is None else numbers.setdefault(text, len(numbers))
+                for text in feature.texts
+            ],
+            dtype=np.intp,
+        )
+        rows = text_of[feature.codes]
+        present = rows[rows >= 0]
+        self.missing += len(rows) - len(present)
+        counts = np.bincount(present, minlength=len(numbers)).tolist()
+        self.counter.add_counts(zip(numbers, counts, strict=True))
+        self.sample.add_numbered(present, list(numbers))
 
     def result(self) -> CategoricalFeatureBaseline:
         top, other = self.counter.top(MAX_CATEGORIES)

@@ -15,7 +15,9 @@ become:
   stays numeric if they all turn out numbers (ints within ±2**53, where int and float
   render the same).
 - Strings: each distinct cell is coerced once (one Arrow dictionary encoding), then
-  broadcast back; a column that only holds numbers becomes numeric after all.
+  broadcast back; a column that only holds numbers becomes numeric after all. The
+  column keeps the codes and distinct values (`CodedColumn`), so that the baseline
+  builder computes categorical features once per distinct value.
 
 A numeric column is a float64 array with NaN for blanks: the `RawColumn` shortcut that
 feature code reads exactly like the list of values. A block that pyarrow rejects
@@ -25,12 +27,15 @@ caller uses the csv module, which also words the errors.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from exporter.features.coded import CodedColumn
 from exporter.features.compute import coerce_csv_cell
 from exporter.features.table import FloatArray, RawColumn, RawTable
 
@@ -56,40 +61,60 @@ class BlockDecoder:
         self.header = header
         self._numeric: frozenset[str] = frozenset()
 
-    def decode(self, data: bytes, chunk_rows: int) -> list[RawTable] | None:
+    def decode(self, data: bytes, chunk_rows: int) -> Iterable[RawTable] | None:
         """The block as `RawTable`s of at most `chunk_rows` rows, or None for the csv
         module. The reader runs it ahead in a thread, where Arrow's parse and casts run
         without the GIL, while the previous block's features are computed.
+
+        A block read with the previous block's float64 columns keeps them for the next
+        one, and its text columns become values only as the caller takes its tables: in
+        the caller's thread, so that the reader's, the longer path, does little more than
+        Arrow's parse. Other blocks decide the next one's float64 columns, so their
+        tables are made at once.
         """
         if b"\x00" in data:
             return None
-        cells = self._read(data, self._numeric)
-        if cells is None and self._numeric:
+        cells = self._read(data, self._numeric) if self._numeric else None
+        typed = cells is not None
+        if cells is None:
             cells = self._read(data, frozenset())
         if cells is None:
             return None
-        doubtful = [
-            name
-            for name in self.header
-            if cells[name].type == pa.float64() and _doubtful(cells[name])
-        ]
+        # One array per block column (NaN for blanks), which the tables' columns slice.
+        numbers = {
+            name: cells[name].to_numpy() for name in self.header if cells[name].type == pa.float64()
+        }
+        doubtful = [name for name, values in numbers.items() if _doubtful(values, cells[name])]
         if doubtful:  # their text decides (see column_values)
             texts = self._read(data, frozenset(), include=doubtful)
             if texts is None:
                 return None
             for name in doubtful:
                 cells = cells.set_column(cells.schema.get_field_index(name), name, texts[name])
-        tables = []
-        for start in range(0, cells.num_rows, chunk_rows):
-            piece = cells.slice(start, chunk_rows)
-            columns = [column_values(piece.column(j)) for j in range(len(self.header))]
-            tables.append(RawTable(piece.num_rows, dict(zip(self.header, columns, strict=True))))
-        if tables:
-            first = tables[0].columns
+                del numbers[name]
+        tables = self._tables(cells, numbers, chunk_rows)
+        if typed:
+            return tables
+        made = list(tables)
+        if made:
+            first = made[0].columns
             self._numeric = frozenset(
                 name for name in self.header if isinstance(first[name].values, np.ndarray)
             )
-        return tables
+        return made
+
+    def _tables(
+        self, cells: pa.Table, numbers: dict[str, FloatArray], chunk_rows: int
+    ) -> Iterator[RawTable]:
+        for start in range(0, cells.num_rows, chunk_rows):
+            piece = cells.slice(start, chunk_rows)
+            columns = {
+                name: RawColumn(_writable(numbers[name][start : start + chunk_rows]))
+                if name in numbers
+                else column_values(piece.column(j))
+                for j, name in enumerate(self.header)
+            }
+            yield RawTable(piece.num_rows, columns)
 
     def _read(
         self, data: bytes, numeric: frozenset[str], include: list[str] | None = None
@@ -115,18 +140,15 @@ class BlockDecoder:
             return None
 
 
-def _doubtful(numbers: pa.ChunkedArray) -> bool:
+def _doubtful(values: FloatArray, numbers: pa.ChunkedArray) -> bool:
     """Whether a float64 column has values only the cells' text can settle: NaN, ±inf
-    and from ±2**53 on, where 2**53 + 1 rounds to 2**53 (see column_values)."""
-    finite = pc.less(pc.abs(numbers), _EXACT_LIMIT)
-    return bool(pc.any(pc.invert(pc.fill_null(finite, True))).as_py())
+    and from ±2**53 on, where 2**53 + 1 rounds to 2**53 (see column_values). `values`:
+    the column as an array, whose NaN are its blanks and those values."""
+    return int(np.count_nonzero(~(np.abs(values) < _EXACT_LIMIT))) > int(numbers.null_count)
 
 
 def column_values(cells: pa.ChunkedArray) -> RawColumn:
-    """One column's cells (text, null for blank; or float64 without doubtful values) as
-    the values `coerce_csv_cell` gives."""
-    if cells.type == pa.float64():
-        return RawColumn(_writable(cells.to_numpy()))
+    """One column's cells (text, null for blank) as the values `coerce_csv_cell` gives."""
     try:
         # A failing cast costs as much as a whole one: a column of text shows it early.
         pc.cast(cells.slice(0, _PROBE_CELLS), pa.float64())
@@ -176,4 +198,4 @@ def _coerced(cells: pa.ChunkedArray) -> RawColumn:
     decoded = np.empty(len(distinct), dtype=object)
     decoded[:] = distinct
     values: list[object] = decoded[indices].tolist()
-    return RawColumn(values)
+    return CodedColumn(values, codes=indices.astype(np.intp), dictionary=distinct)

@@ -16,8 +16,7 @@ import importlib
 import io
 import itertools
 import json
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,6 +26,7 @@ from exporter.features.compute import coerce_csv_cell
 from exporter.features.table import RawColumn, RawTable, rows_to_table
 from stats_service.baseline.contents import BaselineError
 from stats_service.baseline.csv_fast import BlockDecoder
+from stats_service.read_ahead import read_ahead
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _BLOCK_BYTES = 8 << 20
@@ -104,13 +104,16 @@ class DataReader:
         """
         pending = b""
         while block := self._read(raw):
-            data = pending + block if pending else block
-            cut = _line_end(data, last=True)
-            if not cut and len(data) > _MAX_RECORD_BYTES:
-                raise BaselineError(f"{self.path}: a record over 64 MiB (unbalanced quotes?)")
+            # Cut in the new block, so that one copy joins the record begun before it:
+            # each 8 MB copy costs as much as reading the block.
+            cut = _line_end(block, last=True, quoted=pending.count(b'"') % 2 == 1)
             if cut:
-                yield data[:cut]
-            pending = data[cut:]
+                yield b"".join((pending, memoryview(block)[:cut]))
+                pending = block[cut:]
+                continue
+            pending += block
+            if len(pending) > _MAX_RECORD_BYTES:
+                raise BaselineError(f"{self.path}: a record over 64 MiB (unbalanced quotes?)")
         if pending:
             yield pending + b"\n"  # a last line without a line break
 
@@ -121,7 +124,16 @@ class DataReader:
         header = self._header(first[:end])
         decoder = BlockDecoder(header)
         rows_before = 0
-        decoded = _decoded_ahead(itertools.chain([first[end:]], blocks), decoder, chunk_rows)
+        # Hashing, Arrow's parse and casts release the GIL: the next block decodes while
+        # feature code runs on this one.
+        decoded = read_ahead(
+            (
+                (block, decoder.decode(block, chunk_rows))
+                for block in itertools.chain([first[end:]], blocks)
+                if block
+            ),
+            "mlmon-csv",
+        )
         for block, fast in decoded:
             tables = fast
             if tables is None:
@@ -211,36 +223,19 @@ class DataReader:
             yield RawTable(batch.num_rows, columns)
 
 
-def _line_end(data: bytes, *, last: bool) -> int:
-    """The end (past the LF) of the first or last line break outside quotes; 0: none."""
+def _line_end(data: bytes, *, last: bool, quoted: bool = False) -> int:
+    """The end (past the LF) of the first or last line break outside quotes; 0: none.
+    `quoted`: `data` begins inside a quoted field."""
     if b'"' not in data:
+        if quoted:
+            return 0
         return data.rfind(b"\n") + 1 if last else data.find(b"\n") + 1
     buf = np.frombuffer(data, dtype=np.uint8)
     breaks = np.flatnonzero(buf == ord("\n"))
-    breaks = breaks[np.cumsum(buf == ord('"'))[breaks] % 2 == 0]
+    breaks = breaks[(np.cumsum(buf == ord('"'))[breaks] + quoted) % 2 == 0]
     if not len(breaks):
         return 0
     return int(breaks[-1 if last else 0]) + 1
-
-
-def _decoded_ahead(
-    blocks: Iterator[bytes], decoder: BlockDecoder, chunk_rows: int
-) -> Iterator[tuple[bytes, Iterable[RawTable] | None]]:
-    """Each non-empty block with its tables, the next one read and decoded in a thread
-    meanwhile: hashing, Arrow's parse and casts release the GIL, so they overlap the
-    feature code that runs on the previous block."""
-
-    def step() -> tuple[bytes, Iterable[RawTable] | None] | None:
-        for block in blocks:
-            if block:
-                return block, decoder.decode(block, chunk_rows)
-        return None
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlmon-csv") as pool:
-        ahead = pool.submit(step)
-        while (done := ahead.result()) is not None:
-            ahead = pool.submit(step)
-            yield done
 
 
 def _pieces(table: RawTable, chunk_rows: int) -> Iterator[RawTable]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,6 +102,12 @@ class TextReservoir:
         for position, slot in zip(positions.tolist(), slots.tolist(), strict=True):
             self._values[slot] = values[position]
 
+    def add_numbered(self, numbers: IndexArray, texts: Sequence[str]) -> None:
+        """`add` of the items `texts[numbers]`, without a Python object per item."""
+        positions, slots = self._slots.place(len(numbers))
+        for number, slot in zip(numbers[positions].tolist(), slots.tolist(), strict=True):
+            self._values[slot] = texts[number]
+
     def values(self) -> list[str]:
         return self._values[: min(self._slots.seen, self._slots.capacity)]
 
@@ -146,7 +152,11 @@ class CategoryCounter:
         self.other = 0
 
     def add(self, values: Sequence[str]) -> None:
-        for value, count in Counter(values).items():
+        self.add_counts(Counter(values).items())
+
+    def add_counts(self, counts: Iterable[tuple[str, int]]) -> None:
+        """`add` of `count` times each value, the values in order of first appearance."""
+        for value, count in counts:
             if value in self.counts:
                 self.counts[value] += count
             elif len(self.counts) < self.max_tracked:

@@ -142,6 +142,19 @@ class LabelCoverage:
 
 
 @dataclass(frozen=True)
+class LabelDelay:
+    """How old the window's labelled rows were when their labels arrived, in seconds,
+    over the `count` of them whose arrival the store kept (None when there are none)."""
+
+    count: int
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    mean: float | None = None
+
+
+@dataclass(frozen=True)
 class SegmentResult:
     """One segment of a window (`checks.segments`): a value of a `segment: true` feature,
     or "__other__" for the values beyond the largest K."""
@@ -174,6 +187,7 @@ class WindowResult:
     dataset_drift: bool | None = None
     estimated_performance: EstimatedPerformance | None = None
     label_coverage: LabelCoverage | None = None
+    label_delay: LabelDelay | None = None
     segments: tuple[SegmentResult, ...] = ()
     # Per metric, the segment doing worst ("feature=value"), for the report and alerts.
     worst_segments: tuple[tuple[str, str], ...] = ()

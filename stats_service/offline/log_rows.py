@@ -56,7 +56,7 @@ def open_log_rows(
 def _sqlite_rows(store_url: str, model: str, window: PastWindow) -> Iterator[LogRows]:
     from exporter.store.sqlite import rows as sqlite_rows
     from exporter.store.sqlite.errors import unavailable_on_transient
-    from exporter.store.sqlite.read import count_window, list_models
+    from exporter.store.sqlite.read import list_models
 
     path = Path(store_url.removeprefix("sqlite:///"))
     connection = sqlite_rows.open_read_only(store_url)
@@ -69,17 +69,15 @@ def _sqlite_rows(store_url: str, model: str, window: PastWindow) -> Iterator[Log
             start, end, after = window.start_ts, window.end_ts, None
             if window.rows is not None:
                 after = sqlite_rows.newest_start(connection, model, window.rows, end)
-            total = count_window(connection, model, after[0] if after else start, end)
-            if window.rows is not None:
-                total = min(total, window.rows)
-            if total == 0:
+            counted = sqlite_rows.window_count(connection, model, start, end, after=after)
+            if counted.rows == 0:
                 raise LogRowsError(_empty(model, window))
             yield LogRows(
                 model=model,
                 window=window,
                 columns=sqlite_rows.logged_columns(connection, model),
-                rows=total,
-                label_kind=sqlite_rows.label_kind(connection, model, start, end),
+                rows=counted.rows,
+                label_kind=counted.label_kind,
                 batches=_guarded(
                     sqlite_rows.iter_rows(connection, model, start, end, after=after), path
                 ),

@@ -1,7 +1,7 @@
 """Results for people: JSON (`/api/v1/report`, `report --json`) and a terminal table.
 
 The JSON of a window holds every result field: `estimated_performance` (performance
-without labels), `performance.confusion`, `label_coverage`, `segments`,
+without labels), `performance.confusion`, `label_coverage`, `label_delay`, `segments`,
 `worst_segments` and `root_cause` among them."""
 
 from __future__ import annotations
@@ -136,6 +136,7 @@ def model_health_lines(result: WindowResult) -> list[str]:
         coverage = result.label_coverage
         lines.append(
             f"  labels: {coverage.labelled:,} of {coverage.rows:,} rows ({coverage.ratio:.1%})"
+            + (f", {delay}" if (delay := label_delay_text(result)) else "")
         )
     if result.worst_segments:
         worst = ", ".join(f"{metric}: {segment}" for metric, segment in result.worst_segments)
@@ -147,6 +148,15 @@ def model_health_lines(result: WindowResult) -> list[str]:
         )
         lines.append(f"  drift explained by: {cells}")
     return lines
+
+
+def label_delay_text(result: WindowResult) -> str:
+    """The label delay's quantiles in seconds, for people; "" when none is known."""
+    delay = result.label_delay
+    if delay is None or not delay.count:
+        return ""
+    quantiles = (("p50", delay.p50), ("p90", delay.p90), ("p99", delay.p99), ("max", delay.max))
+    return "label delay " + " ".join(f"{name} {value:.4g} s" for name, value in quantiles)
 
 
 def _confusion_lines(confusion: ConfusionMatrix) -> list[str]:

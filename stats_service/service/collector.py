@@ -15,11 +15,13 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from stats_service.checks.comparison import CandidateComparison
+from stats_service.checks.model_health import DELAY_QUANTILES
 from stats_service.checks.results import FeatureDrift, WindowResult
 from stats_service.service.runner import ModelContext, Runner
 
@@ -35,6 +37,7 @@ class Family:
     name: str
     help: str
     labels: tuple[str, ...]
+    kind: Literal["gauge", "summary"] = "gauge"
 
 
 BASELINE_INFO = Family(
@@ -208,6 +211,15 @@ ESTIMATED_SAMPLES = Family(
 LABEL_COVERAGE = Family(
     "mlmon_label_coverage_ratio", "Share of the window's rows whose ground truth arrived.", WINDOW
 )
+# A summary: promtool accepts a `quantile` label on summaries only. Its _count and _sum
+# are the window's (labelled rows whose arrival is known, their delays' total), not
+# running totals.
+LABEL_DELAY = Family(
+    "mlmon_label_delay_seconds",
+    "How old the window's labelled rows were when their labels arrived, by quantile.",
+    (*WINDOW, "quantile"),
+    "summary",
+)
 SEGMENT = (*WINDOW, "feature", "segment")
 SEGMENT_ROWS = Family(
     "mlmon_segment_rows",
@@ -249,6 +261,7 @@ class _Samples:
 
     def __init__(self) -> None:
         self.families: dict[str, GaugeMetricFamily] = {}
+        self.summaries: dict[str, Metric] = {}
 
     def add(self, family: Family, values: Sequence[str], value: float | None) -> None:
         if value is None:
@@ -258,6 +271,26 @@ class _Samples:
             metric = GaugeMetricFamily(family.name, family.help, labels=family.labels)
             self.families[family.name] = metric
         metric.add_metric(list(values), float(value))
+
+    def add_summary(
+        self,
+        family: Family,
+        values: Sequence[str],
+        quantiles: Sequence[tuple[float, float | None]],
+        count: int,
+        total: float,
+    ) -> None:
+        """One series of a summary `family` (its last label: `quantile`)."""
+        metric = self.summaries.get(family.name)
+        if metric is None:
+            metric = Metric(family.name, family.help, family.kind)
+            self.summaries[family.name] = metric
+        labels = dict(zip(family.labels[:-1], values, strict=True))
+        for quantile, value in quantiles:
+            if value is not None:
+                metric.add_sample(family.name, {**labels, "quantile": str(quantile)}, value)
+        metric.add_sample(f"{family.name}_count", labels, float(count))
+        metric.add_sample(f"{family.name}_sum", labels, total)
 
 
 class StatsCollector(Collector):
@@ -283,6 +316,7 @@ class StatsCollector(Collector):
             for comparison in evaluation.comparisons:
                 _comparison(out, comparison)
         yield from out.families.values()
+        yield from out.summaries.values()
         counts = {
             "mlmon_evaluations": self.runner.evaluations_total,
             "mlmon_evaluation_errors": self.runner.errors_total,
@@ -341,7 +375,8 @@ def _window(out: _Samples, result: WindowResult) -> None:
 
 
 def _model_health(out: _Samples, labels: tuple[str, str], result: WindowResult) -> None:
-    """Estimates, label coverage, segments (at most K + 1 per segment feature), root cause."""
+    """Estimates, label coverage and delay, segments (at most K + 1 per segment feature),
+    root cause."""
     if result.estimated_performance is not None:
         out.add(ESTIMATED_SAMPLES, labels, result.estimated_performance.samples)
         for estimate in result.estimated_performance.metrics:
@@ -353,6 +388,11 @@ def _model_health(out: _Samples, labels: tuple[str, str], result: WindowResult) 
             out.add(ESTIMATED_THRESHOLD, values, estimate.threshold)
     if result.label_coverage is not None:
         out.add(LABEL_COVERAGE, labels, result.label_coverage.ratio)
+    if result.label_delay is not None:
+        delay = result.label_delay
+        quantiles = zip(DELAY_QUANTILES, (delay.p50, delay.p90, delay.p99), strict=True)
+        total = (delay.mean or 0.0) * delay.count
+        out.add_summary(LABEL_DELAY, labels, tuple(quantiles), delay.count, total)
     for segment in result.segments:
         where = (*labels, segment.feature, segment.segment)
         out.add(SEGMENT_ROWS, where, segment.rows)

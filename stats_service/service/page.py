@@ -16,7 +16,7 @@ from html import escape
 from typing import Literal
 
 from stats_service.checks.results import FeatureDrift, Histogram, WindowResult
-from stats_service.offline.report import evaluation_time
+from stats_service.offline.report import evaluation_time, label_delay_text
 from stats_service.service.page_candidates import render_comparisons
 from stats_service.service.runner import Evaluation
 
@@ -106,7 +106,12 @@ def _health(result: WindowResult) -> str:
     elif estimated is not None:
         parts.append(f"<p class='meta'>No estimated performance: {escape(estimated.reason)}</p>")
     if result.label_coverage is not None:
-        parts.append(f"<p class='meta'>Labels: {result.label_coverage.ratio:.1%} of rows.</p>")
+        delay = label_delay_text(result)
+        parts.append(
+            f"<p class='meta'>Labels: {result.label_coverage.ratio:.1%} of rows"
+            + (f"; {escape(delay)}" if delay else "")
+            + ".</p>"
+        )
     confusion = result.performance.confusion if result.performance is not None else None
     if confusion is not None:
         head = "".join(f"<th>{escape(c)}</th>" for c in confusion.classes)

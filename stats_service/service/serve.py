@@ -25,7 +25,7 @@ def serve(settings: StatsSettings) -> None:
     begun = time.perf_counter()
     contexts = prepare_models(settings)
     reader = open_window_reader(settings.store, **dataclasses.asdict(settings.elasticsearch))
-    candidates = open_candidate_reader(settings.store)
+    candidates = open_candidate_reader(settings.store, **dataclasses.asdict(settings.elasticsearch))
     runner = Runner(contexts, settings.window_specs, reader, candidates=candidates)
     print(
         f"mlmon-stats: {len(contexts)} model(s) prepared in {time.perf_counter() - begun:.1f} s; "

@@ -1,4 +1,5 @@
-"""A window's candidate answers next to the primary's, from the SQLite input log.
+"""A window's candidate answers next to the primary's, from the SQLite input log (the
+same from Elasticsearch: `windows.elasticsearch_candidates`).
 
 The sidecar logs every answer with a `role` (primary, shadow, canary, fallback) and, for
 a candidate, its configured name in `candidate` (records contract of issue 14). Per model
@@ -24,20 +25,32 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import numpy as np
 
-from exporter.records import LabelValue
 from stats_service.settings import WindowSpec
+from stats_service.windows.candidate_window import (
+    MAX_CANDIDATES,
+    ROLES,
+    CandidateReader,
+    CandidateRole,
+    CandidateWindow,
+    Predictions,
+)
 from stats_service.windows.spec import check_spec
 from stats_service.windows.sqlite import SqliteWindowReader
-from stats_service.windows.summary import FloatArray
 
-CandidateRole = Literal["shadow", "canary"]
-ROLES: tuple[CandidateRole, ...] = ("shadow", "canary")
-MAX_CANDIDATES = 8
+__all__ = [
+    "MAX_CANDIDATES",
+    "ROLES",
+    "CandidateReader",
+    "CandidateRole",
+    "CandidateWindow",
+    "Predictions",
+    "SqliteCandidateReader",
+    "open_candidate_reader",
+]
 
 _FOUND = """
 SELECT role, candidate, count(*) FROM records
@@ -63,54 +76,16 @@ ORDER BY ts DESC LIMIT 1 OFFSET ?
 _OLDEST = "SELECT min(ts) FROM records WHERE model = ? AND ts < ?"
 
 
-@dataclass(frozen=True)
-class Predictions:
-    """One side's answers, row i the same row in every field."""
-
-    value: FloatArray  # NaN = none
-    score: FloatArray  # NaN = none
-    label: tuple[str | None, ...]
-    truth: tuple[LabelValue | None, ...]  # ground truth, None until it arrives
-
-    @property
-    def count(self) -> int:
-        return len(self.label)
-
-
-@dataclass(frozen=True)
-class CandidateWindow:
-    """A candidate's answers in one window, and the primary's to compare them with."""
-
-    model: str
-    window: str
-    candidate: str  # the configured name of the route
-    role: CandidateRole
-    start_ts: float
-    end_ts: float
-    rows: int  # the candidate's records in the window
-    primary: Predictions  # shadow: row i answered the same request row as answers' row i
-    answers: Predictions
-
-    @property
-    def paired(self) -> bool:
-        return self.role == "shadow"
-
-
-class CandidateReader(Protocol):
-    def read_candidates(self, model: str, spec: WindowSpec, now: float) -> list[CandidateWindow]:
-        """Every candidate of `model` in the window ending at `now`, the most rows first.
-        Raises StoreUnavailable when the store cannot be read."""
-
-    def close(self) -> None: ...
-
-
-def open_candidate_reader(store_url: str) -> CandidateReader | None:
-    """The candidate reader of the sidecar's store URL; None where there is none yet
-    (Elasticsearch: the comparison is then left out, the windows are still evaluated)."""
+def open_candidate_reader(store_url: str, **elasticsearch_options: Any) -> CandidateReader:
+    """The candidate reader of the sidecar's store URL, as `open_window_reader` picks it
+    (`windows.elasticsearch_candidates` for http(s)://; `elasticsearch_options` are
+    `ElasticsearchConfig` fields, ignored for SQLite). Nothing is connected yet."""
     if store_url.startswith("sqlite:"):
         # The window reader's checks of the URL, on a reader of this class.
         return SqliteCandidateReader(SqliteWindowReader.from_url(store_url).path)
-    return None
+    from stats_service.windows.elasticsearch_candidates import ElasticsearchCandidateReader
+
+    return ElasticsearchCandidateReader.from_url(store_url, **elasticsearch_options)
 
 
 class SqliteCandidateReader(SqliteWindowReader):

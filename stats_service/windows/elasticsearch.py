@@ -5,7 +5,9 @@ One search aggregates every baseline feature, the prediction column and a row sa
 A count window first locates where its newest rows begin (`locate_newest`: one sorted
 search up to 10,000 rows, a bisection with `count` beyond), then aggregates from there.
 What crosses the network is bounded by bins, categories and the sample caps; memory does
-not grow with the window.
+not grow with the window. Each segment (`windows.segments`: at most K + 1 per `segment:
+true` feature, chosen from the window's own category counts) is the same two searches
+filtered to its records, so a window costs 2 (K + 1) more requests per segment feature.
 
 Samples: the row sample is the window's ROW_SAMPLE_CAP records with the smallest
 sample_key (a uniform sample, see `elasticsearch.read`); each numeric feature's sample
@@ -16,6 +18,7 @@ them when there are more), where SQLite gives them all.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,7 @@ from stats_service.baseline.contents import (
     NumericFeatureBaseline,
 )
 from stats_service.settings import WindowSpec
+from stats_service.windows.segments import query_clauses, segment_features
 from stats_service.windows.spec import ROW_SAMPLE_CAP, check_spec, decode_label
 from stats_service.windows.summary import (
     CategoricalSummary,
@@ -36,6 +40,7 @@ from stats_service.windows.summary import (
     FloatArray,
     Labelled,
     NumericSummary,
+    PredictionRows,
     WindowSummary,
 )
 
@@ -67,28 +72,52 @@ class ElasticsearchWindowReader:
         if isinstance(prediction, CategoricalFeatureBaseline):
             vocabularies.append(len(prediction.categories))
         row_columns = baseline.row_sample.columns
-        window = self.reader.aggregate_window(
-            model,
-            start,
-            now,
-            {feature.name: _bins(feature) for feature in numeric},
-            [feature.name for feature in categorical],
-            self.row_sample_cap,
-            prediction=None if prediction is None else _prediction(prediction),
-            # The row sample's columns first, then any other numeric feature's.
-            sample_columns=[
-                *row_columns,
-                *(f.name for f in numeric if f.name not in row_columns),
-            ],
-            labelled_rows=MAX_SAMPLE_SIZE,
-            start_key=start_key,
-            # Room for the whole vocabulary and as many unseen values as the default.
-            max_categories=self.reader.max_categories + max(vocabularies, default=0),
+
+        def aggregate(where: dict[str, Any] | None = None) -> WindowSummary:
+            window = self.reader.aggregate_window(
+                model,
+                start,
+                now,
+                {feature.name: _bins(feature) for feature in numeric},
+                [feature.name for feature in categorical],
+                self.row_sample_cap,
+                prediction=None if prediction is None else _prediction(prediction),
+                # The row sample's columns first, then any other numeric feature's.
+                sample_columns=[
+                    *row_columns,
+                    *(f.name for f in numeric if f.name not in row_columns),
+                ],
+                labelled_rows=MAX_SAMPLE_SIZE,
+                start_key=start_key,
+                # Room for the whole vocabulary and as many unseen values as the default.
+                max_categories=self.reader.max_categories + max(vocabularies, default=0),
+                where=where,
+                # What estimating performance without labels reads (as from SQLite).
+                sample_predictions=True,
+            )
+            return _summary(window, baseline, spec.name, len(row_columns))
+
+        summary = aggregate()
+        return dataclasses.replace(
+            summary,
+            segments={
+                feature: {
+                    value: aggregate(clause)
+                    for value, clause in _segment_clauses(summary, feature).items()
+                }
+                for feature in segment_features(baseline)
+            },
         )
-        return _summary(window, baseline, spec.name, len(row_columns))
 
     def close(self) -> None:
         self.reader.close()
+
+
+def _segment_clauses(summary: WindowSummary, feature: str) -> dict[str, dict[str, Any]]:
+    column = summary.columns.get(feature)
+    if not isinstance(column, CategoricalSummary) or summary.rows == 0:
+        return {}
+    return query_clauses(column.counts, summary.rows, f"features.{feature}")
 
 
 def _bins(feature: NumericFeatureBaseline) -> Bins:
@@ -131,7 +160,29 @@ def _summary(window: EsWindow, baseline: Baseline, name: str, row_width: int) ->
             predicted_value=labelled.prediction_value,
             predicted_label=labelled.prediction_label,
             score=labelled.prediction_score,
+            probabilities=labelled.probabilities,
+            delay=labelled.delay,
         ),
+        predictions=_predictions(window),
+        # The same records as the row sample, in its order: direct-loss estimates.
+        row_predictions=window.predictions.value[: window.sample.shape[0]]
+        if window.predictions is not None
+        else np.empty(0),
+    )
+
+
+def _predictions(window: EsWindow) -> PredictionRows:
+    """The sampled records' predictions (a uniform sample, by sample_key), standing for
+    the window's `rows` as SQLite's capped sample does."""
+    sample = window.predictions
+    if sample is None:
+        return PredictionRows()
+    return PredictionRows(
+        rows=window.rows,
+        value=sample.value,
+        label=sample.label,
+        score=sample.score,
+        probabilities=sample.probabilities,
     )
 
 

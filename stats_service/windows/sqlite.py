@@ -37,8 +37,10 @@ from stats_service.baseline.contents import (
 )
 from stats_service.settings import WindowSpec
 from stats_service.windows.predictions import (
-    labelled_probabilities,
+    is_classifier,
+    label_delays,
     prediction_rows,
+    probabilities_at,
     row_predictions,
     sample_indices,
 )
@@ -87,15 +89,22 @@ class SqliteWindowReader:
             # is empty (insufficient), not a failure that would page someone.
             start = now if spec.rows is not None else now - (spec.duration_s or 0.0)
             return summarize_window(_empty(model), baseline, spec.name, start, now)
+        probabilities = is_classifier(baseline)
         with self._lock, self._reading() as connection:
             if spec.rows is not None:
                 window = read_window(
-                    connection, model, -math.inf, now, max_rows=spec.rows, newest_first=True
+                    connection,
+                    model,
+                    -math.inf,
+                    now,
+                    max_rows=spec.rows,
+                    newest_first=True,
+                    probabilities=probabilities,
                 )
                 start = float(window.timestamps.min()) if window.count else now
             else:
                 start = now - (spec.duration_s or 0.0)
-                window = read_window(connection, model, start, now)
+                window = read_window(connection, model, start, now, probabilities=probabilities)
         return summarize_window(window, baseline, spec.name, start, now, self.row_sample_cap)
 
     def close(self) -> None:
@@ -256,5 +265,6 @@ def _labelled(window: Window) -> Labelled:
         predicted_value=np.asarray(window.prediction_value[which], dtype=np.float64),
         predicted_label=tuple(window.prediction_label[i] for i in which.tolist()),
         score=np.asarray(window.prediction_score[which], dtype=np.float64),
-        probabilities=labelled_probabilities(window, which),
+        probabilities=probabilities_at(window, which),
+        delay=label_delays(window, which),
     )

@@ -23,13 +23,18 @@ import signal
 import subprocess
 import threading
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from elasticsearch import Elasticsearch
 
+from exporter.store.elasticsearch.config import config_from_url, make_client
+from exporter.store.elasticsearch.log import ElasticsearchLog
 from tests.support.processes import free_port, require_binary, wait_until_http
 
 READY_TIMEOUT_S = 30.0
@@ -188,6 +193,35 @@ def engine_url(target: str, directory: Path) -> Iterator[str]:
     server = noida_server if target == "noida" else osmem_server
     with server(directory) as running:
         yield running.url
+
+
+@dataclass(frozen=True)
+class ScratchLog:
+    """An input log under a prefix of its own, and a client to the same cluster."""
+
+    log: ElasticsearchLog
+    client: Elasticsearch
+    prefix: str
+
+    def refresh(self) -> None:
+        """Make what was written searchable (tests only: the sidecar never refreshes)."""
+        self.client.indices.refresh(index=f"{self.prefix}-*")
+
+
+@contextmanager
+def scratch_log(url: str) -> Iterator[ScratchLog]:
+    """A fresh input log on the cluster at `url`; its indices are deleted at the end."""
+    prefix = f"mlmon-test-{uuid.uuid4().hex[:10]}"
+    log = ElasticsearchLog.from_url(url, index_prefix=prefix)
+    client = make_client(config_from_url(url))
+    try:
+        yield ScratchLog(log, client, prefix)
+    finally:
+        log.close()
+        indices = client.indices.get_alias(index=f"{prefix}-*").body
+        if indices:
+            client.indices.delete(index=",".join(indices))
+        client.close()
 
 
 def refresh_and_count(url: str, index: str) -> int:

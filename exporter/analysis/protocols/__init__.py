@@ -150,6 +150,43 @@ def parse(protocol: str, exchange: Exchange, config: AdapterConfig) -> ParsedExc
     )
 
 
+def parse_answer(
+    exchange: Exchange, config: AdapterConfig, request: ParsedExchange
+) -> ParsedExchange:
+    """`parse` of an exchange whose request is `request`, already parsed (a shadow's copy
+    of its primary's): only the response is read, its predictions sampled as the
+    request's rows were (same seed, same rows)."""
+    spec = BY_NAME[request.protocol]
+    notes: list[tuple[Part, str]] = []
+    sample = RowSample(config.max_rows, exchange.sample_seed) if config.max_rows else None
+    if sample is not None:
+        sample.indices(request.total_rows)
+    response, response_error = ResponsePart(), None
+    if 200 <= exchange.status < 300:
+        notes_token, sample_token = JSON_NOTES.set(notes), ROW_SAMPLE.set(sample)
+        try:
+            response = _guarded("response", spec.parse_response, exchange, config)
+        except PayloadError as error:
+            response_error = error
+        finally:
+            JSON_NOTES.reset(notes_token)
+            ROW_SAMPLE.reset(sample_token)
+    predictions = response.predictions
+    # Built whole: `dataclasses.replace` costs as much as the rest of this.
+    return ParsedExchange(
+        protocol=request.protocol,
+        model=response.model,
+        model_version=response.model_version,
+        rows=request.rows,
+        predictions=predictions if sample is None else list(sample.take(predictions)),
+        tensors=response.tensors,
+        response_error=response_error,
+        notes=tuple(dict.fromkeys(notes)),
+        total_rows=request.total_rows,
+        row_numbers=request.row_numbers,
+    )
+
+
 def _guarded(
     part: Part,
     function: Callable[[Exchange, AdapterConfig], _Part],
@@ -174,5 +211,6 @@ __all__ = [
     "PayloadError",
     "Route",
     "parse",
+    "parse_answer",
     "route",
 ]

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 Part = Literal["request", "response"]
@@ -64,12 +65,15 @@ class Prediction:
     """One row's prediction. Any field may be None when the output does not say it.
 
     value: the numeric output (regression value, or positive-class score for binary);
-    label: the predicted class; score: the confidence of `label` (max probability).
+    label: the predicted class; score: the confidence of `label` (max probability);
+    probabilities: class -> probability, when the output gives one per class (what
+    estimating a multiclass model's performance without labels needs).
     """
 
     value: float | None = None
     label: str | None = None
     score: float | None = None
+    probabilities: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,9 @@ def predictions_from_outputs(values: Sequence[Any], config: AdapterConfig) -> li
 
 
 _NUMBER_TYPES = frozenset({int, float})  # what json.loads gives; bool excluded
+# Classes named by index ("0".."n-1") when the schema lists none: past this many, a row of
+# numbers is an embedding or a tensor, not class probabilities, and is not kept per class.
+MAX_CLASSES = 50
 
 
 def _one_prediction(value: Any, config: AdapterConfig) -> Prediction:
@@ -183,7 +190,12 @@ def _one_prediction(value: Any, config: AdapterConfig) -> Prediction:
         top = max(scores)
         positive_score = scores[1] if len(scores) == 2 else None
         return Prediction(
-            value=positive_score, label=_class_name(scores.index(top), config), score=top
+            value=positive_score,
+            label=_class_name(scores.index(top), config),
+            score=top,
+            probabilities=class_probabilities(
+                config.class_names or _index_names(len(scores)), scores
+            ),
         )
     if isinstance(value, dict):
         label = value.get("label", value.get("class"))
@@ -194,6 +206,24 @@ def _one_prediction(value: Any, config: AdapterConfig) -> Prediction:
             score=_as_float(score),
         )
     return Prediction()
+
+
+def class_probabilities(names: Sequence[str], scores: Sequence[float]) -> dict[str, float] | None:
+    """Class -> probability, when `scores` can be one per class of `names`: as many, at
+    least two, at most MAX_CLASSES, each finite and in [0, 1]. Else None (logits, an
+    output of another shape, more values than the schema has classes)."""
+    if not 2 <= len(scores) <= MAX_CLASSES or len(scores) != len(names):
+        return None
+    if not all(0.0 <= s <= 1.0 for s in scores):  # NaN fails both comparisons
+        return None
+    return dict(zip(names, scores, strict=True))
+
+
+@lru_cache(maxsize=MAX_CLASSES)
+def _index_names(count: int) -> tuple[str, ...]:
+    # The spelling of `canonical_label` for class indices, so live names match the
+    # baseline's `proba_<class>` columns.
+    return tuple(map(str, range(count)))
 
 
 def _class_name(index: int, config: AdapterConfig) -> str:

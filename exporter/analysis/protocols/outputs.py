@@ -21,6 +21,7 @@ from exporter.analysis.protocols.base import (
     Part,
     PayloadError,
     Prediction,
+    class_probabilities,
 )
 from exporter.analysis.protocols.base import (
     predictions_from_outputs as _predict,
@@ -84,9 +85,13 @@ def from_columns(
 
 
 def from_named_row(row: Mapping[str, Any], config: AdapterConfig, part: Part) -> Prediction:
-    """One row's prediction from a dict of named outputs."""
+    """One row's prediction from a dict of named outputs, or of class -> probability
+    (MLflow's and KServe v1's `predict_proba` as records)."""
     if row.keys() <= _PREDICTION_KEYS:
         return _predict([row], config)[0]
+    by_class = _class_row(row, config)
+    if by_class is not None:
+        return by_class
     predictions = from_columns({name: [value] for name, value in row.items()}, config, part)
     return predictions[0] if predictions else Prediction()
 
@@ -118,11 +123,51 @@ def _merge(score: Any, label: Any, scored: Prediction, class_names: tuple[str, .
     ):
         # A per-row class vocabulary aligned with the scores (TF `classes`).
         label_text = str(label[score.index(max(score))])
+        if scored.probabilities is not None:
+            names = [str(name) for name in label]
+            return Prediction(
+                value=scored.value,
+                label=label_text,
+                score=scored.score,
+                probabilities=class_probabilities(names, list(scored.probabilities.values())),
+            )
     else:
         label_text = None
     # A scalar score next to a label is that label's confidence.
     confidence = scored.score if scored.score is not None else scored.value
-    return Prediction(value=scored.value, label=label_text, score=confidence)
+    probabilities = scored.probabilities
+    if probabilities is not None and label_text is not None and label_text not in probabilities:
+        # Named by index while the model names its classes otherwise: no telling which is which.
+        probabilities = None
+    return Prediction(
+        value=scored.value, label=label_text, score=confidence, probabilities=probabilities
+    )
+
+
+def _class_row(row: Mapping[str, Any], config: AdapterConfig) -> Prediction | None:
+    """{class: probability} with no output-like name: the schema's classes when it lists
+    them (the keys among them), else any names (at most MAX_CLASSES)."""
+    names = tuple(row)
+    if choose(names) != (None, None) or (
+        config.class_names and not row.keys() <= set(config.class_names)
+    ):
+        return None
+    values = list(row.values())
+    if not all(type(v) in (int, float) for v in values):  # bool excluded
+        return None
+    scores = [float(v) for v in values]
+    probabilities = class_probabilities(names, scores)
+    if probabilities is None:
+        return None
+    top = max(scores)
+    # Binary: `value` is the positive class's, the schema's second class when it names them.
+    positive = config.class_names[1] if len(config.class_names) == 2 else names[-1]
+    return Prediction(
+        value=probabilities.get(positive) if len(scores) == 2 else None,
+        label=names[scores.index(top)],
+        score=top,
+        probabilities=probabilities,
+    )
 
 
 def _unwrap(label: Any) -> Any:

@@ -33,6 +33,7 @@ from exporter.analysis.protocols.base import (
     Protocol,
     RequestPart,
     ResponsePart,
+    class_probabilities,
     predictions_from_outputs,
 )
 from exporter.analysis.protocols.json_body import load_envelope, load_json
@@ -135,7 +136,8 @@ def _best_pair(pairs: list[Any]) -> Prediction:
     if not all(math.isfinite(score) for _, score in scored):
         return Prediction(value=math.nan)
     label, score = max(scored, key=lambda pair: pair[1])
-    return Prediction(label=label, score=score)
+    names, scores = zip(*scored, strict=True)
+    return Prediction(label=label, score=score, probabilities=class_probabilities(names, scores))
 
 
 # A version label (`/labels/stable`) is reported as the version.

@@ -196,6 +196,8 @@ class ElasticsearchLog:
     def _document(self, record: LogRecord) -> dict[str, Any]:
         document = record.to_document()
         document["@timestamp"] = epoch_millis(record.timestamp)
+        if record.label is not None:  # it came with the record: no delay (as in SQLite)
+            document["label_timestamp"] = document["@timestamp"]
         document["sample_key"] = sample_key(record.id)
         return document
 

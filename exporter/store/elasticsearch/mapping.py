@@ -7,11 +7,14 @@ Field types (ARCHITECTURE.md "The logged record"):
   `candidate`: `keyword` (`role`: primary, shadow, canary or fallback; older records have
   none and count as primary).
 - `row`, `status`: `integer`; `latency_ms`, `prediction.value`, `prediction.score`: `double`.
+- `prediction.probabilities.<class>`: `double`, an object with a field per class (not
+  `flattened`, which OpenSearch lacks, nor `nested`, which windows do not need).
 - `features.<numeric>`: `double`; `features.<categorical>`: `keyword`.
 - `label` (ground truth: a class name, a number or a boolean): `keyword`, holding the JSON
   text ("cat", "3", "2.5", "true"), with a `label.num` `double` sub-field that indexes the
   labels that are numbers (others are ignored there, not rejected), for regression metrics.
-- `label_timestamp`: when the ground truth arrived, `date` in epoch milliseconds.
+- `label_timestamp`: when the ground truth arrived, `date` in epoch milliseconds (a
+  record logged with its label: the record's `@timestamp`).
 - `sample_key`: `double` in [0, 1), a hash of the record id: window readers take the rows
   with the smallest keys as a uniform random sample (see `elasticsearch.read`).
 
@@ -65,7 +68,14 @@ def mappings(columns: StoreColumns) -> dict[str, Any]:
             "features": {"type": "object", "dynamic": True, "properties": features},
             "issues": _KEYWORD,
             "prediction": {
-                "properties": {"value": _DOUBLE, "label": _KEYWORD, "score": _DOUBLE},
+                "properties": {
+                    "value": _DOUBLE,
+                    "label": _KEYWORD,
+                    "score": _DOUBLE,
+                    # One field per class, mapped as `double` by DYNAMIC_TEMPLATES; the
+                    # sidecar keeps at most the schema's classes, or 50 (`protocols.base`).
+                    "probabilities": {"type": "object", "dynamic": True},
+                },
             },
             "label": {
                 "type": "keyword",

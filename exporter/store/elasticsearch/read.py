@@ -76,6 +76,7 @@ from exporter.store.elasticsearch.config import (
 )
 from exporter.store.elasticsearch.errors import unavailable
 from exporter.store.elasticsearch.locate import Search, WindowStart, locate_newest
+from exporter.store.probabilities import probability_columns
 
 # Elasticsearch serves at most this many hits per request (`index.max_result_window`).
 MAX_SAMPLE_SIZE = 10_000
@@ -92,6 +93,21 @@ class LabelledRows:
     prediction_label: tuple[str | None, ...] = ()
     prediction_score: FloatArray = field(default_factory=empty)
     total: int = 0  # labelled records in the window; at most `max_result_window` are here
+    # Class -> each row's probability (NaN = not given); empty when no row has any.
+    probabilities: Mapping[str, FloatArray] = field(default_factory=dict)
+    # Seconds from the record's @timestamp to its label_timestamp, clipped at 0; NaN
+    # where the record has no label_timestamp.
+    delay: FloatArray = field(default_factory=empty)
+
+
+@dataclass(frozen=True)
+class PredictionSample:
+    """What the model answered for the sampled records (NaN / None = nothing)."""
+
+    value: FloatArray = field(default_factory=empty)
+    label: tuple[str | None, ...] = ()
+    score: FloatArray = field(default_factory=empty)
+    probabilities: Mapping[str, FloatArray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,8 @@ class EsWindow:
     # prediction.value of the sampled records (NaN where none), when asked with `Bins`.
     prediction_sample: FloatArray = field(default_factory=empty)
     labelled: LabelledRows = field(default_factory=LabelledRows)
+    # The sampled records' whole predictions, when asked (`sample_predictions`).
+    predictions: PredictionSample | None = None
 
     def sample_of(self, name: str) -> FloatArray:
         """The sampled values of one numeric feature, missing ones left out."""
@@ -163,20 +181,25 @@ class ElasticsearchReader:
         max_categories: int | None = None,
         role: str | None = None,
         candidate: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        sample_predictions: bool = False,
     ) -> EsWindow:
         """Counts of the window's records; `sample_size` rows of `sample_columns` (default:
         the numeric features); at most `labelled_rows` labelled records. With `start_key`
         (from `locate_newest`), records at exactly `start_ts` count only from that key.
         Every record but the shadows', unless a `role` or `candidate` is asked for
-        (`aggregations.routed`)."""
+        (`aggregations.routed`); only those `where` (a query clause) matches, when given.
+        With `sample_predictions`, the sampled records' whole predictions too."""
         bins = {name: as_bins(name, spec) for name, spec in numeric_edges.items()}
         numeric = list(bins)
         columns = tuple(numeric if sample_columns is None else sample_columns)
         sample_prediction = isinstance(prediction, Bins)
-        wanted = bool(columns) or sample_prediction
+        wanted = bool(columns) or sample_prediction or sample_predictions
         size = min(max(sample_size, 0), self.max_result_window) if wanted else 0
         terms_size = self.max_categories if max_categories is None else max_categories
         query = window_query(start_ts, end_ts, start_key, role=role, candidate=candidate)
+        if where is not None:
+            query = {"bool": {"filter": [query, dict(where)]}}
         request: dict[str, Any] = {
             "query": query,
             "size": size,
@@ -187,7 +210,8 @@ class ElasticsearchReader:
             request["sort"] = [{"sample_key": "asc"}]
             request["source_includes"] = [
                 *(f"features.{name}" for name in columns),
-                *(["prediction.value"] if sample_prediction else []),
+                *(["prediction"] if sample_predictions else []),
+                *(["prediction.value"] if sample_prediction and not sample_predictions else []),
             ]
         body = self._search(model, request) or _NO_HITS
         results: Mapping[str, Any] = body.get("aggregations", {})
@@ -222,6 +246,7 @@ class ElasticsearchReader:
             labelled=self._labelled(model, query, labelled_rows)
             if labelled_rows > 0
             else LabelledRows(),
+            predictions=_prediction_sample(hits) if size and sample_predictions else None,
         )
 
     def locate_newest(
@@ -250,17 +275,23 @@ class ElasticsearchReader:
             "size": min(limit, self.max_result_window),
             "track_total_hits": True,
             "sort": [{"sample_key": "asc"}],
-            "source_includes": ["label", "prediction"],
+            "source_includes": ["label", "prediction", "@timestamp", "label_timestamp"],
         }
         body = self._search(model, request) or _NO_HITS
         sources = [hit.get("_source", {}) for hit in body["hits"]["hits"]]
-        predictions = [source.get("prediction") or {} for source in sources]
+        predicted = _prediction_sample(body["hits"]["hits"])
+        arrived = np.array([as_number(s.get("label_timestamp")) for s in sources])
+        logged = np.array([as_number(s.get("@timestamp")) for s in sources])
+        with np.errstate(invalid="ignore"):  # NaN (unknown) stays NaN
+            delay = np.maximum((arrived - logged) / 1000.0, 0.0) if sources else empty()
         return LabelledRows(
             label=tuple(source["label"] for source in sources),
-            prediction_value=np.array([as_number(p.get("value")) for p in predictions]),
-            prediction_label=tuple(as_text(p.get("label")) for p in predictions),
-            prediction_score=np.array([as_number(p.get("score")) for p in predictions]),
+            prediction_value=predicted.value,
+            prediction_label=predicted.label,
+            prediction_score=predicted.score,
             total=int(body["hits"]["total"]["value"]),
+            probabilities=predicted.probabilities,
+            delay=delay,
         )
 
     def _search(self, model: str, request: dict[str, Any]) -> dict[str, Any] | None:
@@ -283,3 +314,16 @@ class ElasticsearchReader:
             except NotFoundError:
                 return 0  # nothing logged for this model yet
         return int(response.body["count"])
+
+
+def _prediction_sample(hits: Sequence[Mapping[str, Any]]) -> PredictionSample:
+    predictions = [(hit.get("_source", {}).get("prediction") or {}) for hit in hits]
+    given = [i for i, p in enumerate(predictions) if isinstance(p.get("probabilities"), dict)]
+    return PredictionSample(
+        value=np.array([as_number(p.get("value")) for p in predictions]),
+        label=tuple(as_text(p.get("label")) for p in predictions),
+        score=np.array([as_number(p.get("score")) for p in predictions]),
+        probabilities=probability_columns(
+            [predictions[i]["probabilities"] for i in given], given, len(predictions)
+        ),
+    )

@@ -34,7 +34,7 @@ from exporter.records import FeatureValue, LabelValue, LogRecord, PredictionValu
 
 # Bumped when the tables change; stored in PRAGMA user_version. Older files are migrated
 # when opened (MIGRATIONS).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SEPARATOR = "\x1f"
 MISSING = "\x1e"
 # A category holding a control character the encoding uses is stored with U+FFFD there.
@@ -65,6 +65,9 @@ SCHEMA = (
         categorical      TEXT,              -- NULL when there is no categorical feature
         role             TEXT NOT NULL DEFAULT 'primary',  -- records.ROLES
         candidate        TEXT NOT NULL DEFAULT '',         -- route name; '' for the primary
+        protocol         TEXT NOT NULL DEFAULT '',  -- the protocol the sidecar parsed (replay)
+        probabilities    TEXT,              -- JSON object class -> probability, NULL when none
+        label_ts         REAL,              -- epoch seconds when the label arrived
         document         TEXT NOT NULL      -- last: window reads never need it
     )""",
     # Covering: a window read walks this index alone, in (model, ts) order, and never
@@ -72,7 +75,7 @@ SCHEMA = (
     # route of a row is in it, so that leaving shadows out costs no table lookup.
     """CREATE INDEX IF NOT EXISTS records_window
         ON records (model, ts, role, candidate, layout, vector, categorical,
-                    prediction_label, label)""",
+                    prediction_label, label, probabilities, label_ts)""",
     # Ground truth that arrived before its record, joined in when the record comes.
     """CREATE TABLE IF NOT EXISTS pending_labels (
         id    TEXT PRIMARY KEY,
@@ -88,19 +91,29 @@ MIGRATIONS = {
         "ALTER TABLE records ADD COLUMN candidate TEXT NOT NULL DEFAULT ''",
         "DROP INDEX IF EXISTS records_window",  # SCHEMA creates it with the route in it
     ),
+    2: (
+        "ALTER TABLE records ADD COLUMN protocol TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE records ADD COLUMN probabilities TEXT",
+        "ALTER TABLE records ADD COLUMN label_ts REAL",
+        # Rows logged before: their protocol is in the document only.
+        "UPDATE records SET protocol = coalesce(json_extract(document, '$.protocol'), '')",
+        "DROP INDEX IF EXISTS records_window",  # SCHEMA creates it with the new columns
+    ),
 }
 UPSERT = """
 INSERT INTO records (id, model, model_version, ts, status, prediction_value,
     prediction_label, prediction_score, label, issues, layout, vector, categorical, role,
-    candidate, document)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    candidate, protocol, probabilities, label_ts, document)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     model = excluded.model, model_version = excluded.model_version, ts = excluded.ts,
     status = excluded.status, prediction_value = excluded.prediction_value,
     prediction_label = excluded.prediction_label, prediction_score = excluded.prediction_score,
     label = coalesce(excluded.label, records.label), issues = excluded.issues,
     layout = excluded.layout, vector = excluded.vector, categorical = excluded.categorical,
-    role = excluded.role, candidate = excluded.candidate, document = excluded.document
+    label_ts = CASE WHEN records.label IS NULL THEN excluded.label_ts ELSE records.label_ts END,
+    role = excluded.role, candidate = excluded.candidate, protocol = excluded.protocol,
+    probabilities = excluded.probabilities, document = excluded.document
 """
 _NO_PREDICTION = PredictionValue()
 
@@ -164,15 +177,23 @@ def vector_dtype(width: int) -> np.dtype[np.void]:
 
 
 def record_rows(
-    records: Sequence[LogRecord], layouts: Mapping[str, Layout], pending: Mapping[str, LabelValue]
+    records: Sequence[LogRecord],
+    layouts: Mapping[str, Layout],
+    pending: Mapping[str, tuple[LabelValue, float]],
 ) -> list[tuple[Any, ...]]:
-    """The records as UPSERT parameters; `pending` holds labels that came before them."""
+    """The records as UPSERT parameters; `pending` holds labels (and when they arrived)
+    that came before them."""
     rows: list[tuple[Any, ...]] = []
     for record, (layout, vector, text) in zip(records, _encode(records, layouts), strict=True):
         document = record.to_document()
         document.pop("label", None)  # the label column is the truth: it may come later
         prediction = record.prediction or _NO_PREDICTION
-        label = record.label if record.label is not None else pending.get(record.id)
+        label, label_ts = (
+            (record.label, record.timestamp)
+            if record.label is not None
+            else pending.get(record.id, (None, None))
+        )
+        probabilities = prediction.probabilities
         rows.append(
             (
                 record.id,
@@ -190,6 +211,9 @@ def record_rows(
                 text,
                 record.role,
                 record.candidate,
+                record.protocol,
+                orjson.dumps(dict(probabilities)).decode() if probabilities else None,
+                label_ts,
                 # Features are floats, text or None (no label here): orjson encodes them all.
                 orjson.dumps(document).decode(),
             )

@@ -149,8 +149,8 @@ class SqliteLog:
                 )
             }
             connection.executemany(
-                "UPDATE records SET label = ? WHERE id = ?",
-                [(truth.label, truth.id) for truth in labels if truth.id in existing],
+                "UPDATE records SET label = ?, label_ts = ? WHERE id = ?",
+                [(t.label, t.timestamp, t.id) for t in labels if t.id in existing],
             )
             connection.executemany(
                 _UPSERT_PENDING,
@@ -287,14 +287,18 @@ class SqliteLog:
                 raise
 
 
-def _take_pending_labels(connection: sqlite3.Connection, ids: list[str]) -> dict[str, LabelValue]:
-    """Labels that arrived before these records; removed, as they go into the records."""
-    found: dict[str, LabelValue] = dict(
-        connection.execute(
-            "SELECT id, label FROM pending_labels WHERE id IN (SELECT value FROM json_each(?))",
+def _take_pending_labels(
+    connection: sqlite3.Connection, ids: list[str]
+) -> dict[str, tuple[LabelValue, float]]:
+    """Labels (and when they arrived) that came before these records; removed, as they go
+    into the records."""
+    found: dict[str, tuple[LabelValue, float]] = {
+        row_id: (label, ts)
+        for row_id, label, ts in connection.execute(
+            "SELECT id, label, ts FROM pending_labels WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(ids),),
-        ).fetchall()
-    )
+        )
+    }
     if found:
         connection.executemany("DELETE FROM pending_labels WHERE id = ?", [(i,) for i in found])
     return found

@@ -22,9 +22,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from exporter.records import ROLES, LabelValue
+from exporter.store.probabilities import probability_columns
 from exporter.store.sqlite.format import (
+    SEPARATOR,
     Layout,
     decode_categorical,
     load_layouts,
@@ -35,6 +38,7 @@ from exporter.store.sqlite.format import (
 FloatArray = npt.NDArray[np.floating[Any]]
 # Bounds the memory a read needs besides its result (a chunk's row tuples and bytes).
 CHUNK_ROWS = 65_536
+TRANSPOSE_ROWS = 2048
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,15 @@ class Window:
     label: list[LabelValue | None]
     timestamps: FloatArray
     # Class -> each row's probability of it (NaN = not given); empty when no row has one.
+    # SQLite reads leave it empty and fill `probability_texts`.
     probabilities: dict[str, FloatArray] = field(default_factory=dict)
+    # The `probabilities` column as stored (JSON; None: none), when the read asked for it
+    # and a row has one; else empty. Decoding a million objects takes seconds, and an
+    # estimate needs at most a sample's: `decode_probabilities` the rows wanted.
+    probability_texts: list[str | None] = field(default_factory=list)
+    # When each row's label arrived, epoch seconds (NaN: no label, or logged before the
+    # format kept it); None: not read.
+    label_ts: FloatArray | None = None
 
     @property
     def count(self) -> int:
@@ -69,6 +81,23 @@ class _Chunk:
     categorical: list[list[str | None]]  # in the newest layout's order
     predicted: list[str | None]
     label: list[LabelValue | None]
+    label_ts: FloatArray
+    probabilities: Sequence[str | None]  # JSON texts as stored
+
+    @property
+    def count(self) -> int:
+        return len(self.predicted)
+
+    def head(self, rows: int) -> _Chunk:
+        return _Chunk(
+            self.scalars[:, :rows],
+            self.numeric[:rows],
+            [column[:rows] for column in self.categorical],
+            self.predicted[:rows],
+            self.label[:rows],
+            self.label_ts[:rows],
+            self.probabilities[:rows],
+        )
 
 
 def read_window(
@@ -81,34 +110,240 @@ def read_window(
     newest_first: bool = False,
     role: str | None = None,
     candidate: str | None = None,
+    probabilities: bool = False,
 ) -> Window:
     """Rows with start_ts <= ts < end_ts, oldest first (newest first if asked, which
     also makes `max_rows` keep the newest rather than the oldest rows). The rows of the
-    request's real answers (see `route_filter`) unless a role or candidate is asked for."""
+    request's real answers (see `route_filter`) unless a role or candidate is asked for.
+    With `probabilities` (a classifier's window), each class's probabilities too."""
     routes, selection = route_filter(role, candidate)
     # Key None: rows written while the model had no layout (the features: none at all).
     layouts: dict[int | None, Layout] = {None: Layout(model, 0, (), ())}
     layouts.update((layout.version, layout) for layout in load_layouts(connection, model))
     newest = max(layouts, key=lambda version: -1 if version is None else version)
-    # Rows without a layout in a model that has one since: their features are in their
-    # documents, which come in the layout's place (one column less for every row).
-    layout = (
-        "layout" if newest is None else "CASE WHEN layout IS NULL THEN document ELSE layout END"
-    )
-    cursor = connection.execute(
-        f"SELECT {layout}, vector, categorical, prediction_label, label "
+    rows = _Rows(
+        connection,
         f"FROM records WHERE model = ? AND ts >= ? AND ts < ?{routes} "
         f"ORDER BY ts {'DESC' if newest_first else 'ASC'} LIMIT ?",
-        (model, start_ts, end_ts, *selection, -1 if max_rows is None else max_rows),
+        (model, *selection),
+        "probabilities" if probabilities else "NULL",
+        layouts,
+        newest,
     )
-    # Each category and predicted class once per window, however many rows carry it.
-    categories: dict[str, str | None] = {}
-    classes: dict[str | None, str | None] = {}
-    chunks: list[_Chunk] = []
+    assembly = _Assembly(layouts[newest])
     with _collector_paused():
-        while rows := cursor.fetchmany(CHUNK_ROWS):
-            chunks.append(_decode(rows, layouts, newest, categories, classes))
-    return _window(model, layouts[newest], chunks)
+        for chunk in _chunks(rows, start_ts, end_ts, max_rows, newest_first):
+            assembly.add(chunk)
+    return _window(model, layouts[newest], assembly.chunks())
+
+
+class _Rows:
+    """Reads the rows of one window between two timestamps as one `_Chunk`.
+
+    The usual chunk (every row in the newest layout, no label yet) comes back from SQLite
+    as a few aggregates: its vectors as one blob, its categorical texts and predicted
+    classes as one text each, so no Python object is made per row (that cost more than
+    the whole scan of the index). Any other chunk is read again row by row, which the
+    same query in the same read transaction returns in the same order."""
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        where: str,  # FROM, WHERE, ORDER BY and LIMIT: bounds and limit come last
+        parameters: tuple[Any, ...],
+        probabilities: str,  # the column, or NULL when not read
+        layouts: dict[int | None, Layout],
+        newest: int | None,
+    ) -> None:
+        self.connection, self.where, self.parameters = connection, where, parameters
+        self.probabilities, self.layouts, self.newest = probabilities, layouts, newest
+        # Each category and predicted class once per window, however many rows carry it.
+        self.categories: dict[str, str | None] = {}
+        self.classes: dict[str | None, str | None] = {}
+
+    def read(self, start_ts: float, end_ts: float, limit: int) -> _Chunk | None:
+        """None when there is no such row."""
+        bounds = (*self.parameters[:1], start_ts, end_ts, *self.parameters[1:], limit)
+        chunk = None if self.newest is None else self._aggregated(bounds)
+        return chunk if chunk is not None else self._row_by_row(bounds)
+
+    def _aggregated(self, bounds: tuple[Any, ...]) -> _Chunk | None:
+        """None when the chunk is empty or not the usual one."""
+        # Probabilities as one text too, '' for a row without: JSON never holds a raw
+        # char(31) (orjson escapes control characters), so the split aligns with the rows.
+        given = (
+            "NULL"
+            if self.probabilities == "NULL"
+            else "group_concat(coalesce(probabilities, ''), char(31))"
+        )
+        (count, vectors, texts, others, predicted_count, predicted, sparse, probabilities) = (
+            self.connection.execute(
+                "SELECT count(*), CAST(group_concat(vector, x'') AS BLOB), "
+                "group_concat(categorical, char(31)), sum(layout IS NOT ?), "
+                "count(prediction_label), group_concat(prediction_label, char(31)), "
+                # label_ts is set with a label only: no label, nothing to read row by row.
+                f"count(label), {given} "
+                "FROM (SELECT layout, vector, categorical, prediction_label, label, "
+                f"{self.probabilities} {self.where})",
+                (self.newest, *bounds),
+            ).fetchone()
+        )
+        target = self.layouts[self.newest]
+        width = len(target.categorical)
+        if not count or others or sparse or (width and texts is None):
+            return None
+        # Texts never hold the separator (the writer replaces it), so a NULL text shows as
+        # columns too short; predicted classes may hold it, hence their own count.
+        categorical = decode_categorical([texts] if width else [], width, self.categories)
+        if any(len(column) != count for column in categorical):
+            return None
+        labels: list[str | None] = [None] * count
+        if predicted_count:
+            parts = predicted.split(SEPARATOR) if predicted_count == count else []
+            if len(parts) != count:
+                return None
+            labels = list(map(self.classes.setdefault, parts, parts))
+        dtype = vector_dtype(len(target.numeric))
+        if len(vectors) != count * dtype.itemsize:
+            return None
+        stored: list[str | None] = [None] * count
+        if probabilities is not None:
+            stored = [text or None for text in probabilities.split(SEPARATOR)]
+            if len(stored) != count:
+                return None
+        packed = np.frombuffer(vectors, dtype=dtype)
+        return _Chunk(
+            _scalars(packed),
+            _numeric(packed),
+            categorical,
+            labels,
+            [None] * count,
+            np.full(count, np.nan),
+            stored,
+        )
+
+    def _row_by_row(self, bounds: tuple[Any, ...]) -> _Chunk | None:
+        # Rows without a layout in a model that has one since: their features are in
+        # their documents, which come in the layout's place (one column less every row).
+        layout = (
+            "layout"
+            if self.newest is None
+            else "CASE WHEN layout IS NULL THEN document ELSE layout END"
+        )
+        rows = self.connection.execute(
+            f"SELECT {layout}, vector, categorical, prediction_label, label, label_ts, "
+            f"{self.probabilities} {self.where}",
+            bounds,
+        ).fetchall()
+        if not rows:
+            return None
+        return _decode(rows, self.layouts, self.newest, self.categories, self.classes)
+
+
+def _chunks(
+    rows: _Rows, start_ts: float, end_ts: float, max_rows: int | None, newest_first: bool
+) -> Iterator[_Chunk]:
+    """The window in chunks of about CHUNK_ROWS rows, each starting where the last ended.
+
+    A chunk ends at a timestamp, so a full chunk drops its last rows that share one, and
+    the next chunk starts with all of them: rows with the same timestamp may come in any
+    order, so a LIMIT can cut between them. A timestamp with more rows than a chunk
+    doubles the chunk until it fits."""
+    size = CHUNK_ROWS
+    remaining = -1 if max_rows is None else max_rows  # -1: no limit
+    while remaining != 0:
+        limit = size if remaining < 0 else min(size, remaining)
+        chunk = rows.read(start_ts, end_ts, limit)
+        if chunk is None:
+            return
+        if chunk.count < limit or chunk.count == remaining:  # the window ends here
+            yield chunk
+            return
+        timestamps = chunk.scalars[0]
+        edge = float(timestamps[-1])
+        keep = chunk.count - int(np.count_nonzero(timestamps == edge))
+        if keep == 0:
+            size *= 2
+            continue
+        yield chunk.head(keep)
+        remaining = remaining - keep if remaining > 0 else remaining
+        if newest_first:
+            end_ts = float(np.nextafter(edge, np.inf))  # ts < end_ts: up to edge itself
+        else:
+            start_ts = edge
+
+
+class _Assembly:
+    """The chunks of a window as one, without holding the window twice: its arrays grow
+    in place (`ndarray.resize` reallocates, and the C library moves a large block's
+    pages rather than copying them), where concatenating the chunks at the end would
+    need room for both the chunks and the result.
+
+    The numeric matrix is assembled column by column (Fortran order): the statistics
+    read it a feature at a time, and a column of a row-major 1M x 20 float32 matrix
+    costs a pass over all of it (20 columns took 370 ms, the transposition here 50)."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.rows = 0
+        self.capacity = CHUNK_ROWS
+        self.width = len(layout.numeric)
+        self.scalars = np.empty((CHUNK_ROWS, 3))  # row-major: grows by rows
+        self.columns = np.empty(self.width * CHUNK_ROWS, np.float32)  # column j at j*capacity
+        self.label_ts = np.empty(CHUNK_ROWS)
+        self.categorical: list[list[str | None]] = [[] for _ in layout.categorical]
+        self.predicted: list[str | None] = []
+        self.label: list[LabelValue | None] = []
+        self.probabilities: list[str | None] = []
+
+    def add(self, chunk: _Chunk) -> None:
+        start, end = self.rows, self.rows + chunk.count
+        if end > self.capacity:
+            self._resize(max(2 * self.capacity, end))
+        self.scalars[start:end] = chunk.scalars.T
+        self.label_ts[start:end] = chunk.label_ts
+        grid = self.columns.reshape(self.width, self.capacity)
+        # Transposed in blocks that stay in the CPU's cache.
+        for block in range(0, chunk.count, TRANSPOSE_ROWS):
+            rows = chunk.numeric[block : block + TRANSPOSE_ROWS]
+            grid[:, start + block : start + block + len(rows)] = rows.T
+        del grid  # no view may outlive a resize
+        for column, values in zip(self.categorical, chunk.categorical, strict=True):
+            column.extend(values)
+        self.predicted.extend(chunk.predicted)
+        self.label.extend(chunk.label)
+        self.probabilities.extend(chunk.probabilities)
+        self.rows = end
+
+    def chunks(self) -> list[_Chunk]:
+        """[the window's rows as one chunk], or [] without rows."""
+        if not self.rows:
+            return []
+        self._resize(self.rows)
+        return [
+            _Chunk(
+                self.scalars.T,
+                self.columns.reshape(self.width, self.rows).T,
+                self.categorical,
+                self.predicted,
+                self.label,
+                self.label_ts,
+                self.probabilities,
+            )
+        ]
+
+    def _resize(self, capacity: int) -> None:
+        # No view of these arrays exists outside `add`'s statements: refcheck can be off.
+        self.scalars.resize((capacity, 3), refcheck=False)
+        self.label_ts.resize(capacity, refcheck=False)
+        old, rows, columns = self.capacity, self.rows, self.columns
+        if capacity < old:  # columns move down first, then the tail goes
+            for j in range(1, self.width):
+                columns[j * capacity : j * capacity + rows] = columns[j * old : j * old + rows]
+        columns.resize(self.width * capacity, refcheck=False)
+        if capacity > old:  # the last column first: none overwrites one not yet moved
+            for j in range(self.width - 1, 0, -1):
+                columns[j * capacity : j * capacity + rows] = columns[j * old : j * old + rows]
+        self.capacity = capacity
 
 
 def count_window(
@@ -180,21 +415,28 @@ def _decode(
     classes: dict[str | None, str | None],
 ) -> _Chunk:
     # One C-level transposition instead of a Python loop over rows.
-    keys, vectors, texts, predicted, label = zip(*rows, strict=True)
+    keys, vectors, texts, predicted, label, label_ts, probabilities = zip(*rows, strict=True)
+    arrived = np.array(label_ts, dtype=np.float64)  # None -> NaN
     predicted_labels: list[str | None] = list(map(classes.setdefault, predicted, predicted))
     target = layouts[newest]
     if keys.count(newest) == len(rows):  # the usual case: one layout, nothing to map
         packed = np.frombuffer(b"".join(vectors), dtype=vector_dtype(len(target.numeric)))
         categorical = decode_categorical(texts, len(target.categorical), categories)
         return _Chunk(
-            _scalars(packed), _numeric(packed), categorical, predicted_labels, list(label)
+            _scalars(packed),
+            _numeric(packed),
+            categorical,
+            predicted_labels,
+            list(label),
+            arrived,
+            probabilities,
         )
     versions = [key if isinstance(key, int) else None for key in keys]  # else a document
     documents = [None if isinstance(key, int) else key for key in keys]
     scalars, numeric, columns = decode_layouts(
         versions, vectors, texts, documents, layouts, target, categories
     )
-    return _Chunk(scalars, numeric, columns, predicted_labels, list(label))
+    return _Chunk(scalars, numeric, columns, predicted_labels, list(label), arrived, probabilities)
 
 
 def decode_layouts(
@@ -242,6 +484,18 @@ def decode_layouts(
     return scalars, numeric, columns
 
 
+def decode_probabilities(texts: list[str | None]) -> dict[str, FloatArray]:
+    """Stored `probabilities` as one array per class, NaN where a row has none."""
+    if texts.count(None) == len(texts):  # not asked for, or none given: no JSON, no loop
+        return {}
+    given = [i for i, text in enumerate(texts) if text is not None]
+    # One parse for the window's objects rather than one call per row.
+    objects = [text for text in texts if text is not None]
+    parsed = orjson.loads("[" + ",".join(objects) + "]")
+    columns: dict[str, FloatArray] = {**probability_columns(parsed, given, len(texts))}
+    return columns
+
+
 def _scalars(packed: npt.NDArray[np.void]) -> FloatArray:
     return np.stack([packed["ts"], packed["value"], packed["score"]])
 
@@ -249,7 +503,7 @@ def _scalars(packed: npt.NDArray[np.void]) -> FloatArray:
 def _numeric(packed: npt.NDArray[np.void]) -> FloatArray:
     if packed.dtype.names is None or "numeric" not in packed.dtype.names:
         return np.empty((len(packed), 0), dtype=np.float32)
-    return np.ascontiguousarray(packed["numeric"]).reshape(len(packed), -1)
+    return packed["numeric"].reshape(len(packed), -1)  # a view: `_Assembly` copies it
 
 
 def _window(model: str, layout: Layout, chunks: Sequence[_Chunk]) -> Window:
@@ -269,20 +523,38 @@ def _window(model: str, layout: Layout, chunks: Sequence[_Chunk]) -> Window:
             [],
             empty,
         )
-    scalars = np.concatenate([chunk.scalars for chunk in chunks], axis=1)
+    scalars = _joined([chunk.scalars for chunk in chunks], axis=1)
     categorical = {
-        name: list(itertools.chain.from_iterable(chunk.categorical[j] for chunk in chunks))
+        name: _chained([chunk.categorical[j] for chunk in chunks])
         for j, name in enumerate(layout.categorical)
     }
     return Window(
         model=model,
         numeric_names=layout.numeric,
-        numeric=np.concatenate([chunk.numeric for chunk in chunks]),
+        numeric=_joined([chunk.numeric for chunk in chunks]),
         categorical_names=layout.categorical,
         categorical=categorical,
         prediction_value=scalars[1],
         prediction_score=scalars[2],
-        prediction_label=list(itertools.chain.from_iterable(c.predicted for c in chunks)),
-        label=list(itertools.chain.from_iterable(chunk.label for chunk in chunks)),
+        prediction_label=_chained([chunk.predicted for chunk in chunks]),
+        label=_chained([chunk.label for chunk in chunks]),
         timestamps=scalars[0],
+        probability_texts=_given(_chained([chunk.probabilities for chunk in chunks])),
+        label_ts=_joined([chunk.label_ts for chunk in chunks]),
     )
+
+
+def _given(texts: list[str | None]) -> list[str | None]:
+    return [] if texts.count(None) == len(texts) else texts
+
+
+def _joined(arrays: Sequence[FloatArray], axis: int = 0) -> FloatArray:
+    """The arrays end to end; the one array itself (a read's chunks come as one, see
+    `_Assembly`), since concatenating would copy it."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=axis)
+
+
+def _chained(lists: Sequence[Sequence[Any]]) -> list[Any]:
+    if len(lists) == 1 and isinstance(lists[0], list):
+        return lists[0]
+    return list(itertools.chain.from_iterable(lists))

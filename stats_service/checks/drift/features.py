@@ -50,7 +50,12 @@ from stats_service.checks.drift.calibration import (
 )
 from stats_service.checks.drift.contingency import chi2_test
 from stats_service.checks.drift.multiple import benjamini_hochberg
-from stats_service.checks.drift.samples import ks_test, wasserstein, wasserstein_scale
+from stats_service.checks.drift.samples import (
+    ks_merged,
+    merge,
+    wasserstein_merged,
+    wasserstein_scale,
+)
 from stats_service.checks.drift.settings import DriftSettings
 from stats_service.checks.results import FeatureDrift, Histogram, MethodResult
 from stats_service.windows.summary import (
@@ -134,11 +139,11 @@ def _evaluate(
         if not isinstance(column, NumericSummary):
             raise ValueError(f"{name!r} is numeric in the baseline, not in the window")
         binned = _numeric_bins(name, feature, column)
-        window_sample = np.asarray(column.sample, dtype=np.float64)
+        merged = merge(column.sample, feature.sample)  # both statistics from one sort
         scale = wasserstein_scale(feature.std, feature.mean)
-        distance = wasserstein(window_sample, feature.sample, scale)
-        sample_scores["wasserstein"] = (distance, int(np.isfinite(window_sample).sum()))
-        tests["ks"] = ks_test(window_sample, feature.sample)
+        distance = None if merged is None else wasserstein_merged(merged, scale)
+        sample_scores["wasserstein"] = (distance, 0 if merged is None else len(merged.window))
+        tests["ks"] = None if merged is None else ks_merged(merged)
     else:
         if not isinstance(column, CategoricalSummary):
             raise ValueError(f"{name!r} is categorical in the baseline, not in the window")

@@ -203,3 +203,74 @@ def test_pipelined_requests_are_each_counted(proxy: Sidecar) -> None:
         assert len(read_replies(sock, 3)) == 3
     # A scrape writes the serving process's tally first: no waiting needed.
     assert value(scrape(proxy.url), "mlmon_requests_total", code="200") == 3
+
+
+def test_a_response_trickling_in_longer_than_the_read_timeout_is_relayed(tmp_path: Path) -> None:
+    # The read timeout bounds the wait for each piece of the answer, not the whole answer.
+    class Trickling(RawUpstream):
+        def _serve(self, conn: socket.socket) -> None:
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+                for part in b"hello":
+                    time.sleep(0.2)
+                    conn.sendall(bytes([part]))
+
+    with (
+        Trickling(echo) as upstream,
+        sidecar(upstream.url, tmp_path, env={"MLMON_READ_TIMEOUT_S": "0.5"}) as running,
+        connect(running) as sock,
+    ):
+        sock.sendall(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+        (reply,) = read_replies(sock, 1)
+    assert (reply.status, reply.body) == (200, b"hello")
+
+
+def test_a_client_reading_slowly_holds_back_the_upstream_and_gets_every_byte(
+    tmp_path: Path,
+) -> None:
+    size = 48 * 1024 * 1024  # well over every socket buffer on the way
+    sent_at: list[float] = []
+
+    class Large(RawUpstream):
+        def _serve(self, conn: socket.socket) -> None:
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size)
+                conn.sendall(b"x" * size)
+                sent_at.append(time.monotonic())
+
+    with (
+        Large(echo) as upstream,
+        sidecar(upstream.url, tmp_path) as running,
+        connect(running) as sock,
+    ):
+        sock.sendall(b"GET /large HTTP/1.1\r\nhost: x\r\n\r\n")
+        time.sleep(1.0)  # not reading: the sidecar must stop reading the upstream too
+        reading_from = time.monotonic()
+        received = bytearray()
+        while (end := received.find(b"\r\n\r\n")) < 0 or len(received) - end - 4 < size:
+            data = sock.recv(1 << 20)
+            assert data, "closed before the whole body"
+            received += data
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert len(body) == size and body.count(b"x") == size
+    assert sent_at and sent_at[0] > reading_from
+
+
+def test_keep_alive_lasts_from_the_last_answer_and_an_idle_connection_is_closed(
+    proxy: Sidecar,
+) -> None:
+    # uvicorn's keep-alive timeout (5 s), counted from each answer, not from the first.
+    with connect(proxy) as sock:
+        for step in range(3):
+            if step:
+                time.sleep(3)
+            sock.sendall(post(f"/k{step}", b""))
+            (reply,) = read_replies(sock, 1)
+            assert reply.status == 200
+        sock.settimeout(8)
+        started = time.monotonic()
+        assert sock.recv(100) == b""  # closed by the sidecar
+        assert 4 < time.monotonic() - started < 7.5

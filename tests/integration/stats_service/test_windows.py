@@ -7,9 +7,8 @@ from __future__ import annotations
 import csv
 import math
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,6 @@ import pytest
 from exporter.records import GroundTruth, LabelValue, LogRecord, PredictionValue, StoreColumns
 from exporter.schema import Schema, parse_schema
 from exporter.store.base import StoreUnavailable
-from exporter.store.elasticsearch.config import config_from_url, make_client
-from exporter.store.elasticsearch.log import ElasticsearchLog
 from exporter.store.sqlite.log import SqliteLog
 from stats_service.baseline.build import build_baseline
 from stats_service.baseline.contents import Baseline, NumericFeatureBaseline
@@ -29,7 +26,7 @@ from stats_service.settings import WindowSpec
 from stats_service.windows import open_window_reader
 from stats_service.windows.spec import WindowReader
 from stats_service.windows.summary import CategoricalSummary, NumericSummary, WindowSummary
-from tests.support.elasticsearch import ENGINES, engine_url
+from tests.support.elasticsearch import ENGINES, engine_url, scratch_log
 from tests.support.processes import free_port
 from tests.support.stores import sqlite_locked
 
@@ -131,13 +128,23 @@ def live_records(baseline: Baseline, model: str) -> list[LogRecord]:
                     None
                     if i % 19 == 0
                     else PredictionValue(
-                        value=round(float(rng.random()) * 1.2, 3), label=predicted, score=0.5
+                        value=round(float(rng.random()) * 1.2, 3),
+                        label=predicted,
+                        score=0.5,
+                        probabilities=_probabilities(i) if model == "cls" and i % 2 else None,
                     )
                 ),
                 label=LABELS[(i // 4) % len(LABELS)] if i % 4 == 0 and i % 8 else None,
             )
         )
     return records
+
+
+def _probabilities(i: int) -> dict[str, float]:
+    """Every class's for most rows; one class left out of some (NaN there when read)."""
+    p = [0.25, 0.5, 0.25] if i % 3 else [0.125, 0.125, 0.75]
+    given = dict(zip(CLASSES, p, strict=True))
+    return {k: v for k, v in given.items() if k != "virginica"} if i % 7 == 0 else given
 
 
 def late_labels(model: str) -> list[GroundTruth]:
@@ -174,27 +181,18 @@ def stores(
             sqlite_log.prepare(StoreColumns(model, STORED_NUMERIC, STORED_CATEGORICAL))
             sqlite_log.write(records[model])
             sqlite_log.add_ground_truth(late_labels(model))
-    prefix = f"mlmon-test-{uuid.uuid4().hex[:10]}"
-    es_log = ElasticsearchLog.from_url(es_url, index_prefix=prefix)
-    client = make_client(config_from_url(es_url))
-    try:
+    with scratch_log(es_url) as scratch:
         for model in MODELS:
-            es_log.prepare(StoreColumns(model, STORED_NUMERIC, STORED_CATEGORICAL))
-            es_log.write(records[model])
-            es_log.write(records[model][-100:])  # a retried batch: stored once, not twice
-            es_log.add_ground_truth(late_labels(model))
-        client.indices.refresh(index=f"{prefix}-*")  # tests only: the sidecar never refreshes
+            scratch.log.prepare(StoreColumns(model, STORED_NUMERIC, STORED_CATEGORICAL))
+            scratch.log.write(records[model])
+            scratch.log.write(records[model][-100:])  # a retried batch: stored once, not twice
+            scratch.log.add_ground_truth(late_labels(model))
+        scratch.refresh()
         sqlite = open_window_reader(f"sqlite:///{path}")
-        elasticsearch = open_window_reader(es_url, index_prefix=prefix)
+        elasticsearch = open_window_reader(es_url, index_prefix=scratch.prefix)
         yield Stores(sqlite, elasticsearch, records, path)
         sqlite.close()
         elasticsearch.close()
-    finally:
-        es_log.close()
-        indices = client.indices.get_alias(index=f"{prefix}-*").body
-        if indices:
-            client.indices.delete(index=",".join(indices))
-        client.close()
 
 
 def both(stores: Stores, model: str, spec: WindowSpec, baseline: Baseline) -> list[WindowSummary]:
@@ -221,6 +219,16 @@ def comparable(summary: WindowSummary) -> dict[str, Any]:
         _as_float32(labelled.predicted_value),
         labelled.predicted_label,
         _as_float32(labelled.score),
+        _per_row(labelled.probabilities, labelled.count),
+        _as_float32(labelled.delay),
+        strict=True,
+    )
+    predictions = summary.predictions
+    answered = zip(
+        _as_float32(predictions.value),
+        predictions.label,
+        _as_float32(predictions.score),
+        _per_row(predictions.probabilities, predictions.count),
         strict=True,
     )
     return {
@@ -231,7 +239,16 @@ def comparable(summary: WindowSummary) -> dict[str, Any]:
         "prediction": column(summary.prediction),
         "row_sample": sorted((tuple(_as_float32(row)) for row in summary.row_sample), key=repr),
         "labelled": sorted(rows, key=repr),
+        "predictions": (predictions.rows, sorted(answered, key=repr)),
     }
+
+
+def _per_row(columns: Mapping[str, np.ndarray[Any, Any]], count: int) -> list[dict[str, float]]:
+    """Each row's probabilities, the classes it gives (not NaN) only."""
+    return [
+        {name: float(c[i]) for name, c in sorted(columns.items()) if not math.isnan(c[i])}
+        for i in range(count)
+    ]
 
 
 def _as_float32(values: np.ndarray[Any, Any]) -> list[float | None]:
@@ -304,6 +321,26 @@ def test_sqlite_and_elasticsearch_summarise_the_same_records_alike(
     expected = Counter(t if isinstance(t, str) else float(t) for t in truths if t is not None)
     assert Counter(sqlite.labelled.truth) == expected
     assert {"3", 3.0, 1.0, "late"} <= set(expected)  # text "3" stays text, True reads 1.0
+    # Label delay: none for a label logged with its record, NOW - ts for a late one.
+    delays = sorted(
+        NOW - r.timestamp if r.id in late else 0.0
+        for r in inside
+        if r.id in late or r.label is not None
+    )
+    assert sorted(sqlite.labelled.delay.tolist()) == delays
+    if model == "cls":  # every class's probability of the rows that gave them
+        given = [
+            r.prediction.probabilities
+            for r in inside
+            if r.prediction and r.prediction.probabilities
+        ]
+        probabilities = sqlite.predictions.probabilities
+        assert set(probabilities) == set(CLASSES) and len(given) > 0
+        assert np.count_nonzero(~np.isnan(probabilities["setosa"])) == len(given)
+        assert np.nansum(probabilities["versicolor"]) == sum(p["versicolor"] for p in given)
+        assert np.count_nonzero(~np.isnan(probabilities["virginica"])) < len(given)
+    else:
+        assert sqlite.predictions.probabilities == {}  # a regression's read skips them
 
 
 def test_count_window_longer_than_the_log_holds_every_record_before_now(

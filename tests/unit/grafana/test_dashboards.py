@@ -386,3 +386,50 @@ def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_estimate_is_drawn_in_its_band_next_to_the_realised_metric(
+    generated: tuple[Generated, ...],
+) -> None:
+    """Grafana fills between two series named exactly: each repeated panel has one
+    estimate, its lower and upper bound and the realised value of the same metric."""
+    (board,) = [board for board in generated if board.uid == "mlmon-performance"]
+    rows = [panel for panel in board.model["panels"] if panel["type"] == "row"]
+    (row,) = [row for row in rows if row.get("repeat")]
+    assert row["repeat"] == "window"  # one window per row, one metric per panel
+    (panel,) = [p for p in panels(board.model) if p["title"].startswith("Estimated vs realised")]
+    assert panel["repeat"] == "estimate"
+    by_legend = {target["legendFormat"]: target["expr"] for target in panel["targets"]}
+    metrics = {
+        "estimated": "mlmon_estimated_performance{",
+        "band lower": "mlmon_estimated_performance_lower{",
+        "band upper": "mlmon_estimated_performance_upper{",
+        "realised": "mlmon_model_performance{",
+    }
+    assert set(by_legend) == set(metrics)
+    for legend, metric in metrics.items():
+        assert metric in by_legend[legend] and 'metric=~"$estimate"' in by_legend[legend]
+    overrides = {
+        o["matcher"]["options"]: {p["id"]: p["value"] for p in o["properties"]}
+        for o in panel["fieldConfig"]["overrides"]
+        if o["matcher"]["id"] == "byName"
+    }
+    assert overrides["band upper"]["custom.fillBelowTo"] == "band lower"
+    assert overrides["band upper"]["custom.fillOpacity"] > 0
+    assert overrides["band lower"]["custom.lineWidth"] == 0
+
+
+def test_label_delay_shows_each_exported_quantile_and_segments_join_into_one_table(
+    generated: tuple[Generated, ...],
+) -> None:
+    (board,) = [board for board in generated if board.uid == "mlmon-performance"]
+    by_title = {panel["title"]: panel for panel in panels(board.model)}
+    (delay,) = by_title["Label delay"]["targets"]
+    assert "by (model, window, quantile)" in delay["expr"]
+    assert "{{quantile}}" in delay["legendFormat"]
+    assert by_title["Label delay"]["fieldConfig"]["defaults"]["unit"] == "s"
+    table = by_title["Segments"]
+    assert [t["id"] for t in table["transformations"]] == ["merge", "organize"]
+    assert all(t["instant"] and t["format"] == "table" for t in table["targets"])
+    renamed = table["transformations"][1]["options"]["renameByName"]
+    assert set(renamed.values()) == {"Rows", "Drifted share"}

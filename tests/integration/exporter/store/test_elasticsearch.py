@@ -3,12 +3,13 @@ at ELASTICSEARCH_URL when set): mapping, writes, upserts, retention, names."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 from elasticsearch import Elasticsearch
 
-from exporter.records import GroundTruth, StoreColumns
+from exporter.records import GroundTruth, PredictionValue, StoreColumns
 from exporter.store.elasticsearch.config import index_name
 from exporter.store.elasticsearch.log import ElasticsearchLog
 from exporter.store.elasticsearch.read import ElasticsearchReader
@@ -241,3 +242,23 @@ def test_credentials_move_out_of_the_url(es_url: str) -> None:
     log.close()
     with pytest.raises(ValueError, match="index_prefix"):
         ElasticsearchLog.from_url(es_url, index_prefix="Upper")
+
+
+def test_probabilities_are_doubles_and_a_label_logged_with_its_record_arrived_with_it(
+    log: ElasticsearchLog, client: Elasticsearch
+) -> None:
+    log.prepare(IRIS)
+    probabilities = {"setosa": 0.75, "versicolor": 0.25, "virginica": 0.0}
+    given = dataclasses.replace(
+        record(1),
+        prediction=PredictionValue(label="setosa", score=0.75, probabilities=probabilities),
+        label="setosa",
+    )
+    log.write([given])
+    index = log.index_for("iris")
+    assert count(client, index) == 1
+    types = field_types(client, index)
+    assert {types.get(f"prediction.probabilities.{name}") for name in probabilities} == {"double"}
+    stored = source(client, index, "req-1:0")
+    assert stored["prediction"]["probabilities"] == probabilities
+    assert stored["label_timestamp"] == stored["@timestamp"]  # a delay of 0, as in SQLite

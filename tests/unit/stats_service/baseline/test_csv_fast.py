@@ -7,6 +7,7 @@ import io
 import math
 import random
 import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,9 @@ import pytest
 
 from exporter.features.compute import coerce_csv_cell
 from exporter.features.table import RawColumn
+from stats_service.baseline import readers
 from stats_service.baseline.csv_fast import BlockDecoder
+from stats_service.baseline.readers import DataReader
 
 TRICKY = ["1e3", " 2", "nan", "", "abc", "-0", "inf", "+.5", "5.", "1_000", "\u0661\u0662", "0x10"]
 TRICKY += ["12345678901234567890", "9007199254740993", "0.1", "1.2.3", "-", "  ", "NaN", "-.5"]
@@ -210,8 +213,8 @@ def test_a_numeric_column_stays_exact_in_later_blocks() -> None:
     """Later blocks read the column as float64 in Arrow; cells only text can settle
     (ints past 2**53, "nan(1)", words) still come out as `coerce_csv_cell` says."""
     decoder = BlockDecoder(["k", "v"])
-    first = decoder.decode(b"a,1.5\nb,2\n", 100)
-    assert first is not None and isinstance(first[0].columns["v"].values, np.ndarray)
+    (first,) = decoder.decode(b"a,1.5\nb,2\n", 100) or []
+    assert isinstance(first.columns["v"].values, np.ndarray)
     for later in (["3", "9007199254740993"], ["nan(1)", "4"], ["1e400", "5"], ["x", "6"]):
         block = "".join(f"k,{cell}\n" for cell in later).encode()
         (table,) = decoder.decode(block, 100) or []
@@ -220,8 +223,7 @@ def test_a_numeric_column_stays_exact_in_later_blocks() -> None:
 
 def test_blocks_come_in_tables_of_at_most_chunk_rows() -> None:
     data = "".join(f"{i},x\n" for i in range(10)).encode()
-    tables = BlockDecoder(["n", "s"]).decode(data, 4)
-    assert tables is not None
+    tables = list(BlockDecoder(["n", "s"]).decode(data, 4) or [])
     assert [table.n_rows for table in tables] == [4, 4, 2]
     assert decoded(tables[2].columns["n"]) == [8.0, 9.0]
 
@@ -236,3 +238,18 @@ def test_random_cells_over_a_number_alphabet() -> None:
             for _ in range(rng.randint(1, 80))
         ]
         assert_same_as_coerce(cells, one_column(cells))
+
+
+@pytest.mark.parametrize("block_bytes", [7, 13, 64, 257, 1000])
+def test_quoted_line_breaks_across_read_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_bytes: int
+) -> None:
+    # A read block may end inside a quoted field: the next block then begins quoted.
+    text = "a,b\n" + "".join(
+        f'{i},"x{i}\nline ""q"" {i}\n"\n' if i % 3 == 0 else f"{i},y{i}\n" for i in range(300)
+    )
+    path = tmp_path / "train.csv"
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setattr(readers, "_BLOCK_BYTES", block_bytes)
+    cells = [cell for table in DataReader(path).chunks(1000) for cell in table.columns["b"].values]
+    assert cells == [record[1] for record in csv.reader(io.StringIO(text))][1:]

@@ -173,7 +173,7 @@ def test_string_and_probability_predictions() -> None:
     parsed = mlflow({"dataframe_records": ROWS}, {"predictions": ["setosa", [0.2, 0.8]]})
     assert parsed.predictions == [
         Prediction(label="setosa"),
-        Prediction(value=0.8, label="1", score=0.8),
+        Prediction(value=0.8, label="1", score=0.8, probabilities={"0": 0.2, "1": 0.8}),
     ]
 
 

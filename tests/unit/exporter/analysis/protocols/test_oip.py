@@ -23,8 +23,8 @@ def test_spec_example_rows_and_predictions() -> None:
     assert parsed.protocol == "v2"
     assert parsed.rows == [{"input0": [1, 2], "input1": True}, {"input0": [3, 4], "input1": False}]
     assert parsed.predictions == [
-        Prediction(value=0.1, label="0", score=0.9),
-        Prediction(value=0.8, label="1", score=0.8),
+        Prediction(value=0.1, label="0", score=0.9, probabilities={"0": 0.9, "1": 0.1}),
+        Prediction(value=0.8, label="1", score=0.8, probabilities={"0": 0.2, "1": 0.8}),
     ]
     assert (parsed.model, parsed.model_version) == ("mymodel", "1")
     assert parsed.tensors == []

@@ -46,8 +46,12 @@ def test_ndarray_with_names_and_class_probabilities() -> None:
     parsed = seldon(IRIS_REQUEST)
     assert parsed.rows == IRIS_ROWS
     assert parsed.predictions == [
-        Prediction(label="t:0", score=0.9548),
-        Prediction(label="t:2", score=0.7988),
+        Prediction(
+            label="t:0", score=0.9548, probabilities={"t:0": 0.9548, "t:1": 0.0451, "t:2": 5e-05}
+        ),
+        Prediction(
+            label="t:2", score=0.7988, probabilities={"t:0": 0.0012, "t:1": 0.2, "t:2": 0.7988}
+        ),
     ]
 
 
@@ -124,7 +128,9 @@ def test_response_without_names_uses_configured_class_names() -> None:
     response = {"data": {"ndarray": [[0.2, 0.8]]}}
     ex = exchange(IRIS_REQUEST, response)
     parsed = parse_strict("seldon", ex, AdapterConfig(class_names=("ok", "fraud")))
-    assert parsed.predictions == [Prediction(value=0.8, label="fraud", score=0.8)]
+    assert parsed.predictions == [
+        Prediction(value=0.8, label="fraud", score=0.8, probabilities={"ok": 0.2, "fraud": 0.8})
+    ]
 
 
 def test_regression_response_with_one_name() -> None:
@@ -136,7 +142,11 @@ def test_json_data_response_is_read_as_named_outputs() -> None:
     # From a Seldon issue: a model answering jsonData with its probabilities.
     response = {"jsonData": {"my_predictions": [[3.9e-18, 4.1e-09, 0.99999]]}, "meta": {}}
     parsed = seldon({"jsonData": {"ndarray": [[4.098, 2.128, 9.715, 2.977]]}}, response)
-    assert parsed.predictions == [Prediction(label="2", score=0.99999)]
+    assert parsed.predictions == [
+        Prediction(
+            label="2", score=0.99999, probabilities={"0": 3.9e-18, "1": 4.1e-09, "2": 0.99999}
+        )
+    ]
 
 
 def test_str_data_response_gives_no_prediction() -> None:
@@ -152,7 +162,9 @@ def test_non_finite_probabilities() -> None:
     response = b'{"data": {"names": ["a", "b"], "ndarray": [[NaN, 0.5], [0.25, 0.75]]}}'
     predictions = seldon(IRIS_REQUEST, response).predictions
     assert math.isnan(predictions[0].value or 0.0)
-    assert predictions[1] == Prediction(value=0.75, label="b", score=0.75)
+    assert predictions[1] == Prediction(
+        value=0.75, label="b", score=0.75, probabilities={"a": 0.25, "b": 0.75}
+    )
 
 
 def test_failure_status_response_is_not_read() -> None:

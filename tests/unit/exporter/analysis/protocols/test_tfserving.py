@@ -111,8 +111,8 @@ def test_classify_examples_merge_the_context() -> None:
         {"country": "US", "age": 40, "type": "paid"},
     ]
     assert parsed.predictions == [
-        Prediction(label="spam", score=0.9),
-        Prediction(label="ham", score=0.8),
+        Prediction(label="spam", score=0.9, probabilities={"spam": 0.9, "ham": 0.1}),
+        Prediction(label="ham", score=0.8, probabilities={"spam": 0.2, "ham": 0.8}),
     ]
 
 
@@ -143,8 +143,10 @@ def test_wrong_envelopes_are_invalid_shape(request_body: object) -> None:
 def test_probability_predictions() -> None:
     parsed = v1(ROW_FORMAT, {"predictions": [[0.25, 0.75], [0.5, 0.25, 0.25]]})
     assert parsed.predictions == [
-        Prediction(value=0.75, label="1", score=0.75),
-        Prediction(value=None, label="0", score=0.5),
+        Prediction(value=0.75, label="1", score=0.75, probabilities={"0": 0.25, "1": 0.75}),
+        Prediction(
+            value=None, label="0", score=0.5, probabilities={"0": 0.5, "1": 0.25, "2": 0.25}
+        ),
     ]
 
 
@@ -166,8 +168,8 @@ def test_multi_output_rows_use_the_class_vocabulary() -> None:
         ]
     }
     assert v1(ROW_FORMAT, response).predictions == [
-        Prediction(value=0.7, label="dog", score=0.7),
-        Prediction(value=0.4, label="cat", score=0.6),
+        Prediction(value=0.7, label="dog", score=0.7, probabilities={"cat": 0.3, "dog": 0.7}),
+        Prediction(value=0.4, label="cat", score=0.6, probabilities={"cat": 0.6, "dog": 0.4}),
     ]
 
 
@@ -177,8 +179,8 @@ def test_columnar_outputs() -> None:
         "v1", exchange(COLUMNAR_FORMAT, response), AdapterConfig(class_names=("a", "b"))
     )
     assert parsed.predictions == [
-        Prediction(value=0.1, label="a", score=0.9),
-        Prediction(value=0.8, label="b", score=0.8),
+        Prediction(value=0.1, label="a", score=0.9, probabilities={"a": 0.9, "b": 0.1}),
+        Prediction(value=0.8, label="b", score=0.8, probabilities={"a": 0.2, "b": 0.8}),
     ]
     assert [p.value for p in v1(COLUMNAR_FORMAT, {"outputs": [2.5, 3.5]}).predictions] == [2.5, 3.5]
     assert [p.value for p in v1(COLUMNAR_FORMAT, {"outputs": 2.5}).predictions] == [2.5]

@@ -83,3 +83,28 @@ def test_wasserstein_scale() -> None:
     assert wasserstein_scale(0.0, -0.2) == 1.0
     assert wasserstein_scale(None, None) == 1.0
     assert wasserstein_scale(float("nan"), float("inf")) == 1.0
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3])
+def test_ks_and_wasserstein_on_tied_values_match_scipy(shift: float) -> None:
+    """Rounded values repeat within and across the samples: where they tie, both statistics
+    must read the CDFs after every tied value, as scipy's binary searches do."""
+    rng = np.random.default_rng(6)
+    window = np.round(rng.normal(shift, 1.0, 100_000), 1)
+    reference = np.round(rng.normal(0.0, 1.0, 5000), 1)
+    result = ks_test(window, reference)
+    expected = stats.ks_2samp(window, reference, method=ks_method(len(window), len(reference)))
+    assert result is not None
+    assert result.statistic == pytest.approx(expected.statistic, abs=ABS, rel=REL)
+    assert result.pvalue == pytest.approx(expected.pvalue, abs=ABS, rel=REL)
+    distance = stats.wasserstein_distance(window, reference)
+    assert wasserstein(window, reference, 1.0) == pytest.approx(distance, abs=ABS, rel=REL)
+
+
+def test_ks_of_a_window_entirely_below_the_reference_is_one() -> None:
+    result = ks_test(np.zeros(20_000), np.ones(5000))
+    expected = stats.ks_2samp(np.zeros(20_000), np.ones(5000), method="asymp")
+    assert result is not None
+    assert (result.statistic, result.pvalue) == pytest.approx(
+        (1.0, expected.pvalue), abs=ABS, rel=REL
+    )
