@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.processes import require_binary
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -44,3 +47,19 @@ def analysed(samples: Samples, name: str, expected: float, **labels: str) -> boo
     return (
         value(samples, name, **labels) == expected and value(samples, "mlmon_log_queue_depth") == 0
     )
+
+
+def assert_promtool_accepts(exposition: bytes, *, lint_clean: bool = True) -> None:
+    """`promtool check metrics` passes the exposition: no error and, unless told
+    otherwise, no lint warning either (what a Prometheus scrape would later complain of)."""
+    checked = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    said = checked.stdout.decode() + checked.stderr.decode()
+    assert checked.returncode == 0, said
+    if lint_clean:
+        assert checked.stdout.decode().strip() == "", said

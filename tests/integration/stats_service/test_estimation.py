@@ -25,7 +25,8 @@ from stats_service.service.runner import Runner, prepare_model
 from stats_service.settings import WindowSpec, load
 from stats_service.windows.segments import SEGMENT_TOP_K
 from stats_service.windows.summary import WindowSummary
-from tests.support.processes import VENV_BIN, require_binary
+from tests.support.processes import VENV_BIN
+from tests.support.scrape import assert_promtool_accepts
 
 SCHEMA = """
 model: churn
@@ -152,12 +153,4 @@ def test_metrics_carry_estimates_with_bands_and_bounded_segments(files: dict[str
         if line.startswith("mlmon_segment_rows{")
     }
     assert len(segments) == SEGMENT_TOP_K + 1 and "__other__" in segments
-    promtool = require_binary("promtool")
-    checked = subprocess.run(
-        [promtool, "check", "metrics"],
-        input=exposition,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    assert_promtool_accepts(exposition, lint_clean=False)
