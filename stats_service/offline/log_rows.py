@@ -9,7 +9,7 @@ Failures a user can act on raise `LogRowsError` with a message saying what to do
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -55,14 +55,13 @@ def open_log_rows(
 @contextlib.contextmanager
 def _sqlite_rows(store_url: str, model: str, window: PastWindow) -> Iterator[LogRows]:
     from exporter.store.sqlite import rows as sqlite_rows
-    from exporter.store.sqlite.errors import unavailable_on_transient
     from exporter.store.sqlite.read import list_models
 
     path = Path(store_url.removeprefix("sqlite:///"))
-    connection = sqlite_rows.open_read_only(store_url)
+    connection = sqlite_rows.open_read_only(store_url)  # one snapshot: layouts, counts, rows
+    batches: Generator[RowBatch] | None = None
     try:
-        with unavailable_on_transient(path):
-            connection.execute("BEGIN")  # one snapshot: layouts, counts and rows
+        with sqlite_rows.unavailable_on_error(path):
             models = list_models(connection)
             if model not in models:
                 raise LogRowsError(_unknown(model, store_url, models))
@@ -72,24 +71,26 @@ def _sqlite_rows(store_url: str, model: str, window: PastWindow) -> Iterator[Log
             counted = sqlite_rows.window_count(connection, model, start, end, after=after)
             if counted.rows == 0:
                 raise LogRowsError(_empty(model, window))
-            yield LogRows(
-                model=model,
-                window=window,
-                columns=sqlite_rows.logged_columns(connection, model),
-                rows=counted.rows,
-                label_kind=counted.label_kind,
-                batches=_guarded(
-                    sqlite_rows.iter_rows(connection, model, start, end, after=after), path
-                ),
-            )
+            columns = sqlite_rows.logged_columns(connection, model)
+        batches = _guarded(sqlite_rows.iter_rows(connection, model, start, end, after=after), path)
+        yield LogRows(
+            model=model,
+            window=window,
+            columns=columns,
+            rows=counted.rows,
+            label_kind=counted.label_kind,
+            batches=batches,
+        )
     finally:
+        if batches is not None:
+            batches.close()  # its cursor first: the connection will not close under it
         connection.close()
 
 
-def _guarded(batches: Iterator[RowBatch], path: Path) -> Iterator[RowBatch]:
-    from exporter.store.sqlite.errors import unavailable_on_transient
+def _guarded(batches: Iterator[RowBatch], path: Path) -> Generator[RowBatch]:
+    from exporter.store.sqlite.rows import unavailable_on_error
 
-    with unavailable_on_transient(path):
+    with unavailable_on_error(path):
         yield from batches
 
 

@@ -25,7 +25,7 @@ import math
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -129,7 +129,13 @@ class Layout:
         return self.numeric == columns.numeric and self.categorical == columns.categorical
 
 
-def load_layouts(connection: sqlite3.Connection, model: str) -> list[Layout]:
+class Queryable(Protocol):
+    """A `sqlite3` connection, or the export's columnar one (`rows.py`): both answer SQL."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+
+def load_layouts(connection: Queryable, model: str) -> list[Layout]:
     """Every layout version of a model, oldest first."""
     rows = connection.execute(
         "SELECT version, numeric, categorical FROM layouts WHERE model = ? ORDER BY version",

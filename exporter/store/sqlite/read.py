@@ -29,6 +29,7 @@ from exporter.store.probabilities import probability_columns
 from exporter.store.sqlite.format import (
     SEPARATOR,
     Layout,
+    Queryable,
     decode_categorical,
     load_layouts,
     to_number,
@@ -379,7 +380,7 @@ def route_filter(role: str | None, candidate: str | None) -> tuple[str, tuple[st
     return clause, selection
 
 
-def list_models(connection: sqlite3.Connection) -> list[str]:
+def list_models(connection: Queryable) -> list[str]:
     """Models with rows, in name order: a skip scan over the (model, ts) index that
     costs one index seek per model, not a pass over every row."""
     rows = connection.execute(

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
@@ -115,6 +116,25 @@ def test_export_to_csv_of_the_newest_rows(store: str, tmp_path: Path) -> None:
     table = pa_csv.read_csv(out)
     assert table.num_rows == 50
     assert table.column("request_id").to_pylist()[-1] == f"req-{ROWS - 1}"
+
+
+def test_csv_export_is_arrows_csv_of_the_parquet_export(store: str, tmp_path: Path) -> None:
+    """The CSV writer formats slices of each batch in parallel: the file must still be
+    the one a single Arrow CSV writer makes of the same rows, in order, nulls included."""
+    assert export(store, tmp_path / "window.parquet") == 0
+    assert export(store, tmp_path / "window.csv") == 0
+    table = pq.read_table(tmp_path / "window.parquet")
+    plain = table.cast(
+        pa.schema(
+            [
+                f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                for f in table.schema
+            ]
+        )
+    )
+    expected = pa.BufferOutputStream()
+    pa_csv.write_csv(plain, expected)
+    assert (tmp_path / "window.csv").read_bytes() == expected.getvalue().to_pybytes()
 
 
 def test_past_window_forms() -> None:

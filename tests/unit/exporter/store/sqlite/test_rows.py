@@ -54,7 +54,6 @@ def read_rows(db: Path, batch_rows: int, **window: Any) -> list[dict[str, Any]]:
     """Every row `iter_rows` gives in batches of about `batch_rows`, one dict each."""
     connection = sqlite_rows.open_read_only(f"sqlite:///{db}")
     try:
-        connection.execute("BEGIN")
         start, end = window.get("start", -math.inf), window.get("end", math.inf)
         found: list[dict[str, Any]] = []
         more = window.get("more", {})
@@ -164,6 +163,25 @@ def test_every_column_as_written_whatever_the_layout(db: Path) -> None:
             for r in rows
         ]  # fmt: skip
         assert repr(found) == repr(expected)  # NaN where not logged
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 65_536])
+def test_labels_come_back_as_stored_whatever_arrived_first(db: Path, batch_rows: int) -> None:
+    """The columnar reader types a column from its first rows: labels not yet arrived there
+    must not make a later text or real label fail, nor turn an integer into a float."""
+    with SqliteLog(db) as log:
+        log.prepare(COLUMNS)
+        log.write([record(f"r{i}", ts=T0 + i) for i in range(5)])
+        log.add_ground_truth(
+            [
+                GroundTruth("r1:0", 1, T0 + 9),
+                GroundTruth("r2:0", 0.5, T0 + 9),
+                GroundTruth("r3:0", "yes", T0 + 9),
+                GroundTruth("r4:0", 2, T0 + 9),
+            ]
+        )
+    labels = [r["label"] for r in read_rows(db, batch_rows)]
+    assert repr(labels) == repr([None, 1, 0.5, "yes", 2])
 
 
 def test_the_newest_rows_and_what_counting_them_says(db: Path) -> None:
