@@ -167,7 +167,7 @@ class _CsvWriter:
     without the GIL). The parts are written in order."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self._parts = max(1, min(os.cpu_count() or 1, 4))
+        self._parts = min(os.cpu_count() or 1, 4)
         self._pool = ThreadPoolExecutor(self._parts, thread_name_prefix="mlmon-csv")
         self._file = path.open("wb")
         self._file.write(_csv_text(schema.empty_table(), header=True))

@@ -55,13 +55,14 @@ def open_log_rows(
 @contextlib.contextmanager
 def _sqlite_rows(store_url: str, model: str, window: PastWindow) -> Iterator[LogRows]:
     from exporter.store.sqlite import rows as sqlite_rows
+    from exporter.store.sqlite.errors import unavailable_on_adbc_error
     from exporter.store.sqlite.read import list_models
 
     path = Path(store_url.removeprefix("sqlite:///"))
     connection = sqlite_rows.open_read_only(store_url)  # one snapshot: layouts, counts, rows
     batches: Generator[RowBatch] | None = None
     try:
-        with sqlite_rows.unavailable_on_error(path):
+        with unavailable_on_adbc_error(path):
             models = list_models(connection)
             if model not in models:
                 raise LogRowsError(_unknown(model, store_url, models))
@@ -88,9 +89,9 @@ def _sqlite_rows(store_url: str, model: str, window: PastWindow) -> Iterator[Log
 
 
 def _guarded(batches: Iterator[RowBatch], path: Path) -> Generator[RowBatch]:
-    from exporter.store.sqlite.rows import unavailable_on_error
+    from exporter.store.sqlite.errors import unavailable_on_adbc_error
 
-    with unavailable_on_error(path):
+    with unavailable_on_adbc_error(path):
         yield from batches
 
 

@@ -39,3 +39,16 @@ def unavailable_on_transient(path: Path) -> Iterator[None]:
         if is_transient(exc):
             raise StoreUnavailable(f"SQLite input log {path}: {exc}") from exc
         raise
+
+
+@contextmanager
+def unavailable_on_adbc_error(path: Path) -> Iterator[None]:
+    """The same for the export's ADBC connection (`rows.py`), whose driver reports busy,
+    I/O and open failures as DB-API operational errors, without SQLite's codes. Imported
+    here, not at the top: the sidecar writes through `sqlite3` and never loads the driver."""
+    import adbc_driver_manager
+
+    try:
+        yield
+    except adbc_driver_manager.OperationalError as exc:
+        raise StoreUnavailable(f"SQLite input log {path}: {exc}") from exc

@@ -21,12 +21,10 @@ of the primary's inputs) are left out, as from every window (`read.route_filter`
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import adbc_driver_manager
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -36,6 +34,7 @@ from adbc_driver_sqlite import dbapi as adbc_sqlite
 from exporter.records import LabelValue
 from exporter.store.base import StoreUnavailable
 from exporter.store.rows import BATCH_ROWS, FloatArray, LoggedColumns, RowBatch
+from exporter.store.sqlite.errors import unavailable_on_adbc_error
 from exporter.store.sqlite.format import (
     FORMAT_VERSION,
     MISSING,
@@ -69,16 +68,6 @@ _ROWS = (
 )
 
 
-@contextmanager
-def unavailable_on_error(path: Path) -> Iterator[None]:
-    """The driver's operational failures (busy, I/O, a file it cannot open) as "try
-    later", as `errors.unavailable_on_transient` maps the `sqlite3` module's."""
-    try:
-        yield
-    except adbc_driver_manager.OperationalError as exc:
-        raise StoreUnavailable(f"SQLite input log {path}: {exc}") from exc
-
-
 def open_read_only(url: str, *, busy_timeout_s: float = 5.0) -> Connection:
     """The sidecar's file, read-only (the sidecar may be writing it: WAL readers never
     wait), in one read transaction until closed: every query sees one snapshot. Raises
@@ -89,19 +78,18 @@ def open_read_only(url: str, *, busy_timeout_s: float = 5.0) -> Connection:
         raise ValueError(f"input log URL {url!r}: expected sqlite:///path/to/file.db")
     if not path.is_file():
         raise StoreUnavailable(f"SQLite input log {path}: no such file")
-    with unavailable_on_error(path):
+    with unavailable_on_adbc_error(path):
         connection = adbc_sqlite.connect(f"{path.resolve().as_uri()}?mode=ro")
         try:
             connection.execute(f"PRAGMA busy_timeout = {round(busy_timeout_s * 1000)}")
-            version = connection.execute("PRAGMA user_version").fetchone()
+            (version,) = connection.execute("PRAGMA user_version").fetchone() or (None,)
         except BaseException:
             connection.close()
             raise
-    if version is None or version[0] != FORMAT_VERSION:
+    if version != FORMAT_VERSION:
         connection.close()
-        found = None if version is None else version[0]
         raise StoreUnavailable(
-            f"SQLite input log {path}: format {found}, expected {FORMAT_VERSION}"
+            f"SQLite input log {path}: format {version}, expected {FORMAT_VERSION}"
         )
     return connection
 

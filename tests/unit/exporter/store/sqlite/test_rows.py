@@ -14,7 +14,9 @@ import pyarrow as pa
 import pytest
 
 from exporter.records import FeatureValue, GroundTruth, LogRecord, PredictionValue, StoreColumns
+from exporter.store.base import StoreUnavailable
 from exporter.store.sqlite import rows as sqlite_rows
+from exporter.store.sqlite.format import FORMAT_VERSION
 from exporter.store.sqlite.log import SqliteLog
 
 T0 = 1_700_000_000.0
@@ -230,3 +232,15 @@ def test_a_migrated_file_exports_its_old_rows(db: Path) -> None:
         ("old", 2, "v2", 9.0, "de"),
         ("new", 0, "v2", 1.0, "fr"),
     ]
+
+
+def test_a_file_it_cannot_read_says_why(tmp_path: Path) -> None:
+    older = tmp_path / "older.db"
+    with sqlite3.connect(older) as connection:
+        connection.execute("PRAGMA user_version = 1")
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreUnavailable, match=f"format 1, expected {FORMAT_VERSION}"):
+        sqlite_rows.open_read_only(f"sqlite:///{older}")
+    with pytest.raises(StoreUnavailable, match=r"junk\.db: .*not a database"):
+        sqlite_rows.open_read_only(f"sqlite:///{junk}")
