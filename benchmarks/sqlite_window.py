@@ -116,6 +116,12 @@ def child(path: Path, baseline_path: Path, repeats: int, code: Path | None) -> N
         sys.path.insert(0, str(code))
         for name in [m for m in sys.modules if m.split(".")[0] in ("exporter", "stats_service")]:
             del sys.modules[name]  # the header's imports came from this tree
+    try:  # what `mlmon-stats serve` does first, where the code has it
+        from stats_service.service.memory import return_freed_memory
+    except ImportError:
+        pass
+    else:
+        return_freed_memory()
     from exporter.store.sqlite.read import read_window
     from stats_service.baseline.files import load_baseline
     from stats_service.service.runner import evaluate_window, prepare_model

@@ -18,11 +18,9 @@ from pathlib import Path
 
 from exporter.errors import SettingsError
 from exporter.schema import SchemaError, load_schema, schema_to_yaml
-from stats_service.baseline.build import BaselineError, build_baseline, save_baseline
 from stats_service.baseline.column_roles import ColumnRoleError, Role
-from stats_service.baseline.contents import Baseline
+from stats_service.baseline.contents import Baseline, BaselineError
 from stats_service.baseline.progress import ProgressBar
-from stats_service.baseline.schema_sample import sample_schema_inputs
 from stats_service.offline.errors import GateFailed, OfflineError
 
 PROG = "mlmon-stats"
@@ -106,6 +104,10 @@ def _add_infer_schema(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _run_infer_schema(args: argparse.Namespace) -> None:
+    # Imported here, as the baseline builder below: their CSV reader loads pyarrow (about
+    # 30 MB), which `serve` never needs.
+    from stats_service.baseline.schema_sample import sample_schema_inputs
+
     flags: dict[Role, str | None] = {
         "prediction": args.prediction_column,
         "score": args.score_column,
@@ -161,6 +163,7 @@ def _add_baseline(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _run_baseline(args: argparse.Namespace) -> None:
+    from stats_service.baseline.build import build_baseline, save_baseline
     from stats_service.offline.cli import served_baseline
 
     schema = load_schema(args.schema)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, cast
@@ -46,6 +45,7 @@ from stats_service.baseline.contents import (
     RowSample,
 )
 from stats_service.baseline.files import load_baseline, save_baseline
+from stats_service.baseline.progress import BuildProgress
 from stats_service.baseline.readers import DataReader
 from stats_service.baseline.reference import (
     PROBABILITY_PREFIX,
@@ -55,6 +55,7 @@ from stats_service.baseline.reference import (
     probability_columns,
 )
 from stats_service.baseline.sketches import (
+    QUANTILE_SAMPLE_SIZE,
     CategoryCounter,
     Moments,
     NumberReservoir,
@@ -71,17 +72,9 @@ __all__ = [
     "save_baseline",
 ]
 
-QUANTILE_SAMPLE_SIZE = 100_000
 MAX_CATEGORIES = 1000
 # Distinct values counted per categorical feature before new ones go to __other__.
 MAX_TRACKED_CATEGORIES = 10_000
-
-
-@dataclass(frozen=True)
-class BuildProgress:
-    rows: int
-    bytes_read: int
-    total_bytes: int
 
 
 def build_baseline(

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
-from stats_service.baseline.build import BuildProgress
-
 _WIDTH = 30
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    rows: int
+    bytes_read: int
+    total_bytes: int
 
 
 class ProgressBar:

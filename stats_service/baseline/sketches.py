@@ -19,6 +19,9 @@ import numpy.typing as npt
 from exporter.features.table import FloatArray
 
 IndexArray = npt.NDArray[np.intp]
+# Numeric values a baseline keeps for its quantiles, at least (more when its row sample is
+# larger); the stats service calibrates its drift thresholds to this reservoir.
+QUANTILE_SAMPLE_SIZE = 100_000
 
 
 def _seed(name: str) -> int:

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from exporter.schema import Schema
-from stats_service.baseline.build import BuildProgress
 from stats_service.baseline.contents import Baseline
-from stats_service.baseline.progress import ProgressBar
+from stats_service.baseline.progress import BuildProgress, ProgressBar
 from stats_service.offline.export import ExportResult, export_format, write_export
 from stats_service.offline.log_rows import open_log_rows
 from stats_service.offline.past_window import parse_past_window

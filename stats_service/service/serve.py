@@ -18,10 +18,12 @@ def serve(settings: StatsSettings) -> None:
     from a2wsgi import WSGIMiddleware
 
     from stats_service.service.app import create_app
+    from stats_service.service.memory import return_freed_memory
     from stats_service.service.runner import Runner, prepare_models
     from stats_service.windows import open_window_reader
     from stats_service.windows.candidates import open_candidate_reader
 
+    return_freed_memory()
     begun = time.perf_counter()
     contexts = prepare_models(settings)
     reader = open_window_reader(settings.store, **dataclasses.asdict(settings.elasticsearch))

@@ -12,7 +12,6 @@ slow path, one `json.loads` per such row).
 from __future__ import annotations
 
 import gc
-import itertools
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -37,8 +36,10 @@ from exporter.store.sqlite.format import (
 )
 
 FloatArray = npt.NDArray[np.floating[Any]]
-# Bounds the memory a read needs besides its result (a chunk's row tuples and bytes).
-CHUNK_ROWS = 65_536
+# Bounds the memory a read needs besides its result (a chunk's row tuples and bytes; its
+# blob exists three times, twice in SQLite, once in Python): a 1M-row window read peaked
+# 37 MB above its result at 65,536 rows a chunk, 18 MB at 16,384, in the same time.
+CHUNK_ROWS = 16_384
 TRANSPOSE_ROWS = 2048
 
 
@@ -67,7 +68,7 @@ class Window:
     # estimate needs at most a sample's: `decode_probabilities` the rows wanted.
     probability_texts: list[str | None] = field(default_factory=list)
     # When each row's label arrived, epoch seconds (NaN: no label, or logged before the
-    # format kept it); None: not read.
+    # format kept it); None: not read, or no row has a label.
     label_ts: FloatArray | None = None
 
     @property
@@ -82,7 +83,7 @@ class _Chunk:
     categorical: list[list[str | None]]  # in the newest layout's order
     predicted: list[str | None]
     label: list[LabelValue | None]
-    label_ts: FloatArray
+    label_ts: FloatArray | None  # None: no row has a label
     probabilities: Sequence[str | None]  # JSON texts as stored
 
     @property
@@ -96,7 +97,7 @@ class _Chunk:
             [column[:rows] for column in self.categorical],
             self.predicted[:rows],
             self.label[:rows],
-            self.label_ts[:rows],
+            None if self.label_ts is None else self.label_ts[:rows],
             self.probabilities[:rows],
         )
 
@@ -135,7 +136,7 @@ def read_window(
     with _collector_paused():
         for chunk in _chunks(rows, start_ts, end_ts, max_rows, newest_first):
             assembly.add(chunk)
-    return _window(model, layouts[newest], assembly.chunks())
+    return assembly.window(model)
 
 
 class _Rows:
@@ -219,7 +220,7 @@ class _Rows:
             categorical,
             labels,
             [None] * count,
-            np.full(count, np.nan),
+            None,
             stored,
         )
 
@@ -285,12 +286,13 @@ class _Assembly:
     costs a pass over all of it (20 columns took 370 ms, the transposition here 50)."""
 
     def __init__(self, layout: Layout) -> None:
+        self.layout = layout
         self.rows = 0
         self.capacity = CHUNK_ROWS
         self.width = len(layout.numeric)
         self.scalars = np.empty((CHUNK_ROWS, 3))  # row-major: grows by rows
         self.columns = np.empty(self.width * CHUNK_ROWS, np.float32)  # column j at j*capacity
-        self.label_ts = np.empty(CHUNK_ROWS)
+        self.label_ts: FloatArray | None = None  # until a chunk has a label
         self.categorical: list[list[str | None]] = [[] for _ in layout.categorical]
         self.predicted: list[str | None] = []
         self.label: list[LabelValue | None] = []
@@ -301,7 +303,10 @@ class _Assembly:
         if end > self.capacity:
             self._resize(max(2 * self.capacity, end))
         self.scalars[start:end] = chunk.scalars.T
-        self.label_ts[start:end] = chunk.label_ts
+        if chunk.label_ts is not None and self.label_ts is None:
+            self.label_ts = np.full(self.capacity, np.nan)
+        if self.label_ts is not None:
+            self.label_ts[start:end] = np.nan if chunk.label_ts is None else chunk.label_ts
         grid = self.columns.reshape(self.width, self.capacity)
         # Transposed in blocks that stay in the CPU's cache.
         for block in range(0, chunk.count, TRANSPOSE_ROWS):
@@ -315,27 +320,44 @@ class _Assembly:
         self.probabilities.extend(chunk.probabilities)
         self.rows = end
 
-    def chunks(self) -> list[_Chunk]:
-        """[the window's rows as one chunk], or [] without rows."""
+    def window(self, model: str) -> Window:
+        layout = self.layout
         if not self.rows:
-            return []
-        self._resize(self.rows)
-        return [
-            _Chunk(
-                self.scalars.T,
-                self.columns.reshape(self.width, self.rows).T,
-                self.categorical,
-                self.predicted,
-                self.label,
-                self.label_ts,
-                self.probabilities,
+            empty = np.empty(0)
+            return Window(
+                model,
+                layout.numeric,
+                np.empty((0, self.width), np.float32),
+                layout.categorical,
+                {name: [] for name in layout.categorical},
+                empty,
+                empty,
+                [],
+                [],
+                empty,
             )
-        ]
+        self._resize(self.rows)
+        texts = self.probabilities
+        return Window(
+            model=model,
+            numeric_names=layout.numeric,
+            numeric=self.columns.reshape(self.width, self.rows).T,
+            categorical_names=layout.categorical,
+            categorical=dict(zip(layout.categorical, self.categorical, strict=True)),
+            prediction_value=self.scalars[:, 1],
+            prediction_score=self.scalars[:, 2],
+            prediction_label=self.predicted,
+            label=self.label,
+            timestamps=self.scalars[:, 0],
+            probability_texts=[] if texts.count(None) == len(texts) else texts,
+            label_ts=self.label_ts,
+        )
 
     def _resize(self, capacity: int) -> None:
         # No view of these arrays exists outside `add`'s statements: refcheck can be off.
         self.scalars.resize((capacity, 3), refcheck=False)
-        self.label_ts.resize(capacity, refcheck=False)
+        if self.label_ts is not None:
+            self.label_ts.resize(capacity, refcheck=False)
         old, rows, columns = self.capacity, self.rows, self.columns
         if capacity < old:  # columns move down first, then the tail goes
             for j in range(1, self.width):
@@ -505,57 +527,3 @@ def _numeric(packed: npt.NDArray[np.void]) -> FloatArray:
     if packed.dtype.names is None or "numeric" not in packed.dtype.names:
         return np.empty((len(packed), 0), dtype=np.float32)
     return packed["numeric"].reshape(len(packed), -1)  # a view: `_Assembly` copies it
-
-
-def _window(model: str, layout: Layout, chunks: Sequence[_Chunk]) -> Window:
-    if not chunks:
-        empty = np.empty(0)
-        numeric = np.empty((0, len(layout.numeric)), np.float32)
-        categorical: dict[str, list[str | None]] = {name: [] for name in layout.categorical}
-        return Window(
-            model,
-            layout.numeric,
-            numeric,
-            layout.categorical,
-            categorical,
-            empty,
-            empty,
-            [],
-            [],
-            empty,
-        )
-    scalars = _joined([chunk.scalars for chunk in chunks], axis=1)
-    categorical = {
-        name: _chained([chunk.categorical[j] for chunk in chunks])
-        for j, name in enumerate(layout.categorical)
-    }
-    return Window(
-        model=model,
-        numeric_names=layout.numeric,
-        numeric=_joined([chunk.numeric for chunk in chunks]),
-        categorical_names=layout.categorical,
-        categorical=categorical,
-        prediction_value=scalars[1],
-        prediction_score=scalars[2],
-        prediction_label=_chained([chunk.predicted for chunk in chunks]),
-        label=_chained([chunk.label for chunk in chunks]),
-        timestamps=scalars[0],
-        probability_texts=_given(_chained([chunk.probabilities for chunk in chunks])),
-        label_ts=_joined([chunk.label_ts for chunk in chunks]),
-    )
-
-
-def _given(texts: list[str | None]) -> list[str | None]:
-    return [] if texts.count(None) == len(texts) else texts
-
-
-def _joined(arrays: Sequence[FloatArray], axis: int = 0) -> FloatArray:
-    """The arrays end to end; the one array itself (a read's chunks come as one, see
-    `_Assembly`), since concatenating would copy it."""
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=axis)
-
-
-def _chained(lists: Sequence[Sequence[Any]]) -> list[Any]:
-    if len(lists) == 1 and isinstance(lists[0], list):
-        return lists[0]
-    return list(itertools.chain.from_iterable(lists))

@@ -54,12 +54,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from stats_service.baseline.build import QUANTILE_SAMPLE_SIZE
 from stats_service.baseline.contents import (
     Baseline,
     FeatureBaseline,
     NumericFeatureBaseline,
 )
+from stats_service.baseline.sketches import QUANTILE_SAMPLE_SIZE
 from stats_service.checks.drift.binned import BINNED_METHODS
 from stats_service.checks.drift.samples import finite, wasserstein_scale
 from stats_service.checks.drift.settings import DriftSettings, Kind

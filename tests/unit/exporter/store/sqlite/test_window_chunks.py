@@ -59,6 +59,22 @@ def test_rows_sharing_a_timestamp_are_read_once_whatever_the_chunk(
     assert sorted(a for _, a, _ in rows_of(chunked)) == [float(i) for i in range(40)]
     np.testing.assert_array_equal(chunked.numeric, whole.numeric)
     np.testing.assert_array_equal(chunked.timestamps, TIMESTAMPS)
+    assert chunked.label_ts is None and whole.label_ts is None  # no label: no array
+
+
+@pytest.mark.parametrize("chunk_rows", [4, 65_536])
+def test_a_label_after_rows_without_one_reads_its_arrival_alone(
+    db: Path, chunk_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunks before the labelled row's are read as aggregates, which carry no
+    arrival times: those rows read as NaN."""
+    with SqliteLog(db) as log:
+        log.add_ground_truth([GroundTruth("req-39:0", "late", T0 + 500)])
+    monkeypatch.setattr(sqlite_read, "CHUNK_ROWS", chunk_rows)
+    window = read_all(db)
+    assert window.label == [None] * 39 + ["late"]
+    assert window.label_ts is not None
+    np.testing.assert_array_equal(window.label_ts, [np.nan] * 39 + [T0 + 500])
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 3, 65_536])
