@@ -7,13 +7,12 @@ the primary's, marked role "shadow" and the candidate's name, so it goes through
 same protocol adapter and features and is logged beside the primary's record (the
 analysis reads the request once, for both).
 
-Per copy, apart from the HTTP exchange: one task, and tallies on series looked up once
-per candidate and model.
+Per copy, apart from the HTTP exchange: callbacks from the candidate's pool (as on the
+proxied path, no task), and tallies on series looked up once per candidate and model.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import sys
 import time
@@ -28,6 +27,7 @@ from exporter.release_settings import ShadowSettings
 from exporter.serving.capture import CaptureChannel
 from exporter.serving.headers import response_headers
 from exporter.serving.targets import Target
+from exporter.serving.upstream import UpstreamResponse
 from exporter.tally import Tally
 
 
@@ -80,7 +80,7 @@ class ShadowSender:
         self._channel = channel
         self._tally = tally
         self._limit = capture_max_bytes
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     def copy(
         self,
@@ -93,7 +93,6 @@ class ShadowSender:
     ) -> None:
         """Send the request (`body`: whole, even when `exchange`, as captured, leaves an
         oversize one out) to every sampled candidate; the client has its answer."""
-        loop: asyncio.AbstractEventLoop | None = None
         for candidate in self._candidates:
             if candidate.sample < 1.0 and random.random() >= candidate.sample:
                 continue  # sampled out: not a drop
@@ -105,66 +104,86 @@ class ShadowSender:
                 continue
             headers = forward if preserve_host else [candidate.host, *forward[1:]]
             candidate.in_flight += 1
-            loop = loop or asyncio.get_running_loop()
-            target = candidate.target.prefix + target_path
-            task = loop.create_task(self._send(candidate, series, exchange, body, target, headers))
-            self._tasks.add(task)  # a reference until done: asyncio keeps only weak ones
-            task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        error = None if task.cancelled() else task.exception()
-        if error is not None:  # a bug of ours: said, and only this copy is lost
-            print("mlmon-exporter: internal error while sending a shadow copy:", file=sys.stderr)
-            traceback.print_exception(error, file=sys.stderr)
+            assert candidate.target.pool is not None
+            candidate.target.pool.send(
+                exchange.method,
+                candidate.target.prefix + target_path,
+                headers,
+                body,
+                _Copy(self, candidate, series, exchange),
+            )
 
     def stop(self) -> None:
-        """Cancel the copies still out (their pools are the proxy's to close)."""
-        for task in list(self._tasks):
-            task.cancel()
+        """Answers still out are dropped from here on (their pools are the proxy's to
+        close): the analysis is stopping."""
+        self._stopped = True
 
-    async def _send(
-        self,
-        candidate: _Candidate,
-        series: _Series,
-        exchange: CapturedExchange,
-        body: bytes,
-        target: str,
-        headers: Headers,
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            pool = candidate.target.pool
-            assert pool is not None
-            response = await pool.request(exchange.method, target, headers, body)
-            try:
-                chunks: list[bytes] = []
-                while more := await response.next_chunks():
-                    chunks.extend(more)
-            finally:
-                response.release()
-            status, answer = response.status, b"".join(chunks)
-            code = str(status)
-        except UpstreamError as error:
-            code = "timeout" if error.reason.endswith("timeout") else "error"
-            status, answer = error.status, b""
-        finally:
-            candidate.in_flight -= 1
-        elapsed = time.perf_counter() - started
-        self._tally.inc(series.requests(code))
+    def answered(self, copy: _Copy, status: int, headers: Headers, answer: bytes) -> None:
+        copy.candidate.in_flight -= 1
+        elapsed = time.perf_counter() - copy.started
+        series = copy.series
+        self._tally.inc(series.requests(str(status)))
         self._tally.observe(series.duration, elapsed)
-        if code in ("timeout", "error"):
+        if self._stopped:
             return
-        analysed = response_headers(response.headers)[3]
+        exchange = copy.exchange
         oversize = exchange.oversize or ("response" if len(answer) > self._limit else "")
         shadow = exchange._replace(
             status=status,
-            response_headers=analysed,
+            response_headers=response_headers(headers)[3],
             response_body=b"" if oversize else answer,
             latency_s=elapsed,
             oversize=oversize,
             role="shadow",
-            candidate=candidate.name,
+            candidate=copy.candidate.name,
         )
         if not self._channel.offer(shadow):
             self._tally.inc(series.dropped_queue)
+
+    def failed(self, copy: _Copy, error: UpstreamError) -> None:
+        copy.candidate.in_flight -= 1
+        code = "timeout" if error.reason.endswith("timeout") else "error"
+        self._tally.inc(copy.series.requests(code))
+        self._tally.observe(copy.series.duration, time.perf_counter() - copy.started)
+
+
+class _Copy:
+    """One copy's answer, heard through the pool's callbacks: no task, future or loop
+    step of its own (a task per copy cost about as much as the rest of sending it)."""
+
+    __slots__ = ("candidate", "chunks", "exchange", "sender", "series", "started")
+
+    def __init__(
+        self,
+        sender: ShadowSender,
+        candidate: _Candidate,
+        series: _Series,
+        exchange: CapturedExchange,
+    ) -> None:
+        self.sender, self.candidate, self.series = sender, candidate, series
+        self.exchange = exchange
+        self.started = time.perf_counter()
+        self.chunks: list[bytes] = []
+
+    def response_data(self, response: UpstreamResponse) -> None:
+        self.chunks.extend(response.take_chunks())
+        if not response.complete:
+            return
+        response.release()
+        # Called from the candidate connection's read: a bug of ours here must cost this
+        # copy only, not that connection's next exchanges.
+        try:
+            self.sender.answered(self, response.status, response.headers, b"".join(self.chunks))
+        except Exception:
+            _internal_error()
+
+    def response_failed(self, error: UpstreamError) -> None:
+        try:
+            self.sender.failed(self, error)
+        except Exception:
+            _internal_error()
+
+
+def _internal_error() -> None:
+    print("mlmon-exporter: internal error while sending a shadow copy:", file=sys.stderr)
+    traceback.print_exc(file=sys.stderr)

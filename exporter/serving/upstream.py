@@ -7,7 +7,7 @@ the connection when both sides allow it. The proxied path is a chain of callback
 (`ResponseSink`), with no task, future or timer per request: each costs a loop
 step or a heap operation, and together they were a fifth of the serving
 process's CPU. The read timeout is one timer per connection, moved forward only
-when it fires. `request` is the awaitable form, for the shadow copies.
+when it fires.
 """
 
 from __future__ import annotations
@@ -49,15 +49,6 @@ class UpstreamResponse:
         chunks, self.chunks = self.chunks, []
         return chunks
 
-    async def next_chunks(self) -> list[bytes]:
-        """Body chunks received since the last call; [] once the body is complete.
-        Only for a response from `UpstreamPool.request`."""
-        if not self.chunks and not self.complete:
-            sink = self.sink
-            assert isinstance(sink, _Waiter)
-            await sink.wait()
-        return self.take_chunks()
-
     def pause(self) -> None:
         """Stop reading the body until `resume` (the client reads slower than this)."""
         self._connection.pause()
@@ -68,39 +59,6 @@ class UpstreamResponse:
     def release(self) -> None:
         """Give the connection back to the pool (or close it) once done with the body."""
         self._connection.finish()
-
-
-class _Waiter:
-    """The sink behind `UpstreamPool.request`: wakes the awaiting coroutine."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._future: asyncio.Future[None] | None = None
-        self.response: UpstreamResponse | None = None
-        self.error: UpstreamError | None = None
-
-    def response_data(self, response: UpstreamResponse) -> None:
-        self.response = response
-        self._wake()
-
-    def response_failed(self, error: UpstreamError) -> None:
-        self.error = error
-        self._wake()
-
-    async def wait(self) -> None:
-        if self.error is None:
-            self._future = self._loop.create_future()
-            try:
-                await self._future
-            finally:
-                self._future = None
-        if self.error is not None:
-            raise self.error
-
-    def _wake(self) -> None:
-        future = self._future
-        if future is not None and not future.done():
-            future.set_result(None)
 
 
 class _Connection(asyncio.Protocol):
@@ -300,17 +258,6 @@ class UpstreamPool:
             connection.send(request, head, sink, reused=True)
         else:
             self.open(request, head, sink)
-
-    async def request(
-        self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]], body: bytes
-    ) -> UpstreamResponse:
-        """`send`, awaited until the response headers are in."""
-        waiter = _Waiter(self.loop)
-        self.send(method, target, headers, body, waiter)
-        if waiter.response is None:
-            await waiter.wait()
-        assert waiter.response is not None
-        return waiter.response
 
     def open(self, request: bytes, head: bool, sink: ResponseSink) -> None:
         """Send on a new connection (a task: connecting is the one awaited step)."""
